@@ -1,0 +1,49 @@
+-- rcjobs trigger set: helpers shared by both modes. {schema} is the Moodle schema (quoted),
+-- {prefix} the validated Moodle table prefix. Every object is named {prefix}rcjobs_* so that
+-- uninstall can find and drop exactly these.
+
+-- Enqueue through the queue's SQL contract. Positional call (signature in docs/design.md):
+-- kind, payload, queue, priority, run_at, dedup_key, exclusion_key, max_attempts.
+-- Keys follow rcjobs_producer's Job::keys() for the same payload, so jobs enqueued here and
+-- from Rust fold together: user-scoped kinds (they only fan out to room syncs) take no
+-- exclusion key; room-scoped kinds that know their cmid hold the room lock 'room:<cmid>'.
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_enqueue(p_kind text, p_payload jsonb, p_dedup text, p_exclusion text, p_run_at timestamptz DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM rcjobs.enqueue(p_kind, p_payload, 'default'::text, 0::smallint, p_run_at, p_dedup, p_exclusion, NULL::int);
+END
+$fn$;
+
+-- modules.id of 'rocketchat' (index modules.name).
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_rc_module()
+RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+  SELECT min(id) FROM {schema}.{prefix}modules WHERE name = 'rocketchat'
+$fn$;
+
+-- Whether a course has at least one chat activity (index course_modules.course).
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_course_has_rooms(p_course bigint)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+  SELECT EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm
+                  WHERE cm.course = p_course AND cm.module = {schema}.{prefix}rcjobs_rc_module())
+$fn$;
+
+-- synchronize_group for every live room of a course (bounded by the rooms of one course).
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_sync_course_rooms(p_course bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  rm record;
+  cctx bigint;
+BEGIN
+  SELECT id INTO cctx FROM {schema}.{prefix}context WHERE contextlevel = 50 AND instanceid = p_course;
+  FOR rm IN SELECT cm.id AS cmid, r.rocketchatid
+              FROM {schema}.{prefix}course_modules cm
+              JOIN {schema}.{prefix}rocketchat r ON r.id = cm.instance
+             WHERE cm.course = p_course AND cm.module = {schema}.{prefix}rcjobs_rc_module()
+               AND cm.deletioninprogress = 0
+  LOOP
+    PERFORM {schema}.{prefix}rcjobs_enqueue('synchronize_group',
+      jsonb_build_object('rocketchatid', rm.rocketchatid, 'coursecontextid', cctx, 'cmid', rm.cmid, 'courseid', p_course),
+      'sync:' || rm.cmid, 'room:' || rm.cmid);
+  END LOOP;
+END
+$fn$;

@@ -1,0 +1,41 @@
+//! rcjobs-queue: a Postgres job queue with per-job leases, fencing tokens, durable retries,
+//! dedup keys, per-key exclusion lanes, LISTEN/NOTIFY wakeups and O(1) counters.
+//!
+//! Layout:
+//! - [`migrate`] / [`check_schema`]: the `rcjobs` schema (migrations in `/migrations`).
+//! - [`register_kind`]: the kind registry the database validates jobs against.
+//! - [`enqueue`] / [`enqueue_many`]: producers, on a pool or the caller's own transaction.
+//!   SQL producers call `rcjobs.enqueue(kind, payload, …)` (role `rcjobs_producer`).
+//! - [`lease`]: the claim / ack / renew / sweep statements the runtime is built on.
+//! - [`Worker`]: the runtime (handlers, concurrency, heartbeats, batching, shutdown).
+//! - [`admin`] and [`stats`]: inspection and repair, counters for metrics.
+
+mod enqueue;
+mod error;
+mod kind;
+mod schema;
+
+pub use enqueue::{enqueue, enqueue_many, Enqueued, NewJob};
+pub use error::QueueError;
+pub use kind::{list_kinds, register_kind, KindSpec};
+pub use schema::{check_schema, migrate, migrator, schema_version, SCHEMA_VERSION};
+
+/// NOTIFY channel the database signals when a job becomes runnable.
+pub const NOTIFY_CHANNEL: &str = "rcjobs_jobs";
+
+pub mod admin;
+pub mod lease;
+pub mod retry;
+pub mod stats;
+mod worker;
+
+pub use admin::{
+    cancel_job, get_job, list_jobs, prune_history, retry_all_dead, retry_job, JobFilter, JobRecord,
+    JobState, RetryOutcome,
+};
+pub use retry::RetryPolicy;
+pub use stats::{stats, QueueStats, StateCount, WorkerInfo};
+pub use worker::{
+    handler_fn, JobContext, JobError, JobHandler, JobInfo, JobOutcome, LeaseLoss, NoHooks,
+    PayloadError, QueueHooks, Wakeup, Worker, WorkerBuilder, WorkerConfig,
+};

@@ -1,0 +1,136 @@
+//! Queue statistics from incrementally maintained counters (never `COUNT(*)` over jobs).
+
+use crate::admin::JobState;
+use crate::QueueError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Jobs in one (queue, kind, state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCount {
+    /// Queue.
+    pub queue: String,
+    /// Kind.
+    pub kind: String,
+    /// State.
+    pub state: JobState,
+    /// Number of jobs.
+    pub count: i64,
+}
+
+/// A worker process seen recently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Worker id (one per `Worker::run`).
+    pub id: Uuid,
+    /// Host name.
+    pub hostname: String,
+    /// Process id.
+    pub pid: i32,
+    /// Queues served.
+    pub queues: Vec<String>,
+    /// Handler concurrency.
+    pub concurrency: i32,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// Last heartbeat.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Snapshot for `rcjobs status` and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Counts by (queue, kind, state); zero rows omitted.
+    pub counts: Vec<StateCount>,
+    /// How long the oldest due, unstarted job has waited (0 when none).
+    pub oldest_ready_age_seconds: f64,
+    /// Workers whose heartbeat is recent.
+    pub workers: Vec<WorkerInfo>,
+}
+
+impl QueueStats {
+    /// Total jobs in `state` across queues and kinds.
+    pub fn total(&self, state: JobState) -> i64 {
+        self.counts
+            .iter()
+            .filter(|c| c.state == state)
+            .map(|c| c.count)
+            .sum()
+    }
+}
+
+type WorkerRow = (
+    Uuid,
+    String,
+    i32,
+    Vec<String>,
+    i32,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+/// Workers whose last heartbeat is younger than this count as alive.
+pub const WORKER_ALIVE_WINDOW: Duration = Duration::from_secs(30);
+
+/// Reads the counters (plus not yet compacted deltas), the oldest ready age (one index
+/// probe) and the live workers.
+pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT queue, kind, state, sum(n)::bigint FROM (
+             SELECT queue, kind, state, n FROM rcjobs.stat_count
+             UNION ALL SELECT queue, kind, state, n FROM rcjobs.stat_delta) c
+         GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut counts = Vec::with_capacity(rows.len());
+    for (queue, kind, state, count) in rows {
+        let state = state.parse().map_err(QueueError::Conflict)?;
+        counts.push(StateCount {
+            queue,
+            kind,
+            state,
+            count,
+        });
+    }
+    let age: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM now() - run_at)::float8 FROM rcjobs.job
+         WHERE state = 'ready' ORDER BY run_at LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let workers: Vec<WorkerRow> = sqlx::query_as(
+        "SELECT id, hostname, pid, queues, concurrency, started_at, last_seen FROM rcjobs.worker
+         WHERE last_seen > now() - make_interval(secs => $1) ORDER BY started_at",
+    )
+    .bind(WORKER_ALIVE_WINDOW.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    Ok(QueueStats {
+        counts,
+        oldest_ready_age_seconds: age.unwrap_or(0.0).max(0.0),
+        workers: workers
+            .into_iter()
+            .map(|w| WorkerInfo {
+                id: w.0,
+                hostname: w.1,
+                pid: w.2,
+                queues: w.3,
+                concurrency: w.4,
+                started_at: w.5,
+                last_seen: w.6,
+            })
+            .collect(),
+    })
+}
+
+/// Folds counter deltas into the totals (workers do this every sweep interval).
+pub async fn compact_stats(pool: &PgPool) -> Result<(), QueueError> {
+    sqlx::query("SELECT rcjobs.compact_stats()")
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Counters match the tables; oldest ready age; workers alive; admin listing and pruning.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{handler, quick_worker, spawn};
+use rcjobs_queue::lease::{self, Settle};
+use rcjobs_queue::{
+    enqueue, enqueue_many, list_jobs, stats, JobFilter, JobState, NewJob, QueueError,
+};
+use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
+
+async fn truth(db: &rcjobs_testkit::TestDb) -> Vec<(String, String, String, i64)> {
+    sqlx::query_as(
+        "SELECT queue, kind, state, count(*) FROM (SELECT queue, kind, state FROM rcjobs.job
+         UNION ALL SELECT queue, kind, state FROM rcjobs.job_history) x GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn counters_follow_every_transition() {
+    let db = common::db().await;
+    enqueue_many(
+        &db.pool,
+        &(0..50)
+            .map(|i| NewJob::new("noop", json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    enqueue(
+        &db.pool,
+        &NewJob::new("course", json!({"course_id": 1})).queue("q2"),
+    )
+    .await
+    .unwrap();
+    let b = enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({}))
+            .exclusion_key("x")
+            .queue("q3"),
+    )
+    .await
+    .unwrap();
+    enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({}))
+            .exclusion_key("x")
+            .queue("q3"),
+    )
+    .await
+    .unwrap();
+    let got = lease::claim(
+        &db.pool,
+        "default",
+        20,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    lease::complete(
+        &db.pool,
+        &got[..10]
+            .iter()
+            .map(|j| (j.id, j.token))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    lease::settle(
+        &db.pool,
+        &[(
+            got[10].id,
+            got[10].token,
+            Settle::Dead { error: "x".into() },
+        )],
+    )
+    .await
+    .unwrap();
+    lease::settle(&db.pool, &[(got[11].id, got[11].token, Settle::Release)])
+        .await
+        .unwrap();
+    rcjobs_queue::cancel_job(&db.pool, b.id).await.unwrap();
+    rcjobs_queue::retry_all_dead(&db.pool).await.unwrap();
+
+    let s = stats(&db.pool).await.unwrap();
+    let mut from_counters: Vec<(String, String, String, i64)> = s
+        .counts
+        .iter()
+        .map(|c| {
+            (
+                c.queue.clone(),
+                c.kind.clone(),
+                c.state.to_string(),
+                c.count,
+            )
+        })
+        .collect();
+    from_counters.sort();
+    assert_eq!(from_counters, truth(&db).await);
+    assert_eq!(s.total(JobState::Completed), 10);
+    assert_eq!(s.total(JobState::Dead), 0);
+    assert_eq!(s.total(JobState::Cancelled), 1);
+    // compaction keeps the same totals
+    rcjobs_queue::stats::compact_stats(&db.pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rcjobs.stat_delta")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let s2 = stats(&db.pool).await.unwrap();
+    assert_eq!(s.counts, s2.counts);
+}
+
+#[tokio::test]
+async fn oldest_ready_age_and_workers_alive() {
+    let db = common::db().await;
+    assert_eq!(stats(&db.pool).await.unwrap().oldest_ready_age_seconds, 0.0);
+    enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({})).run_at(chrono::Utc::now() - chrono::Duration::seconds(90)),
+    )
+    .await
+    .unwrap();
+    let s = stats(&db.pool).await.unwrap();
+    assert!(
+        (89.0..200.0).contains(&s.oldest_ready_age_seconds),
+        "{}",
+        s.oldest_ready_age_seconds
+    );
+    assert!(s.workers.is_empty());
+    let w = quick_worker(&db)
+        .queues(["elsewhere"])
+        .register("noop", handler(|_| async { Ok(()) }))
+        .build()
+        .unwrap();
+    let id = w.id();
+    let running = spawn(w);
+    let s = rcjobs_testkit::wait_for("worker row", Duration::from_secs(10), || async {
+        let s = stats(&db.pool).await.unwrap();
+        (!s.workers.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(s.workers[0].id, id);
+    assert_eq!(s.workers[0].pid, std::process::id() as i32);
+    running.shutdown().await;
+    assert!(stats(&db.pool).await.unwrap().workers.is_empty());
+}
+
+#[tokio::test]
+async fn admin_list_cancel_and_prune() {
+    let db = common::db().await;
+    let ids = enqueue_many(
+        &db.pool,
+        &(0..5)
+            .map(|_| NewJob::new("noop", json!({})))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    enqueue(&db.pool, &NewJob::new("course", json!({"course_id": 2})))
+        .await
+        .unwrap();
+    let got = lease::claim(
+        &db.pool,
+        "default",
+        2,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    lease::complete(&db.pool, &[(got[0].id, got[0].token)])
+        .await
+        .unwrap();
+    let running = got[1].id;
+    let all = list_jobs(&db.pool, &JobFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    let c = list_jobs(
+        &db.pool,
+        &JobFilter {
+            kind: Some("course".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.len(), 1);
+    let done = list_jobs(
+        &db.pool,
+        &JobFilter {
+            state: Some(JobState::Completed),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        done.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![got[0].id]
+    );
+    let lim = list_jobs(
+        &db.pool,
+        &JobFilter {
+            limit: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(lim.len(), 2);
+
+    assert!(matches!(
+        rcjobs_queue::cancel_job(&db.pool, running).await,
+        Err(QueueError::Conflict(_))
+    ));
+    assert!(matches!(
+        rcjobs_queue::cancel_job(&db.pool, got[0].id).await,
+        Err(QueueError::Conflict(_))
+    ));
+    assert!(matches!(
+        rcjobs_queue::cancel_job(&db.pool, 999_999).await,
+        Err(QueueError::NotFound(999_999))
+    ));
+    let pending = ids
+        .iter()
+        .map(|e| e.id)
+        .find(|id| *id != got[0].id && *id != running)
+        .unwrap();
+    rcjobs_queue::cancel_job(&db.pool, pending).await.unwrap();
+    assert!(matches!(
+        rcjobs_queue::retry_job(&db.pool, pending).await,
+        Err(QueueError::Conflict(_))
+    ));
+
+    assert_eq!(
+        rcjobs_queue::prune_history(
+            &db.pool,
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+            100
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    sqlx::query("UPDATE rcjobs.job_history SET finished_at = now() - interval '2 hours'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rcjobs_queue::prune_history(
+            &db.pool,
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+            100
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    assert!(rcjobs_queue::get_job(&db.pool, got[0].id)
+        .await
+        .unwrap()
+        .is_none());
+}

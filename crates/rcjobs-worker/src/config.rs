@@ -1,0 +1,41 @@
+//! Worker settings (handlers, mapping, naming, limiter, periodic reconcile).
+
+use crate::limiter::RateLimitConfig;
+use crate::mapping::MappingRule;
+use crate::naming::NamingConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything the handlers need to know besides connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Create chat accounts for Moodle users who have none (the plugin's
+    /// `create_user_account_if_not_exists`). Off: such users are recorded as `user_missing`.
+    pub create_accounts: bool,
+    /// Username mapping rules, applied in order (empty = identity).
+    pub username_rules: Vec<MappingRule>,
+    /// Names of rooms the worker creates.
+    pub naming: NamingConfig,
+    /// Shared rate limiter.
+    pub rate_limit: RateLimitConfig,
+    /// Period of `reconcile_all` in seconds (0 = no periodic reconcile).
+    pub reconcile_interval_secs: u64,
+    /// Queue the worker's own follow-up jobs go to.
+    pub queue: String,
+    /// Priority of periodic syncs (event-driven syncs use 0; lower runs first).
+    pub periodic_priority: i16,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            create_accounts: false,
+            username_rules: Vec::new(),
+            naming: NamingConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            reconcile_interval_secs: 3600,
+            queue: "default".into(),
+            periodic_priority: 10,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Wiring into the queue runtime: one [`JobHandler`] for every kind, queue hooks feeding
+//! Prometheus, the queue-stats sampler and the periodic `reconcile_all` scheduler.
+
+use crate::engine::{Engine, HandlerError, JobInfo};
+use crate::handlers::next_period_start;
+use async_trait::async_trait;
+use rcjobs_metrics::{JobOutcome as MetricOutcome, Metrics, StateCount};
+use rcjobs_producer::{EnqueueOptions, Job, Kind, ReconcileAll};
+use rcjobs_queue::lease::SweepReport;
+use rcjobs_queue::{
+    JobContext, JobError, JobHandler, JobOutcome, LeaseLoss, QueueHooks, WorkerBuilder,
+};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// The queue handler for every rcjobs kind: parses, runs the [`Engine`], maps errors.
+#[derive(Debug, Clone)]
+pub struct SyncHandler {
+    engine: Arc<Engine>,
+}
+
+impl SyncHandler {
+    /// A handler on `engine`.
+    pub fn new(engine: Arc<Engine>) -> SyncHandler {
+        SyncHandler { engine }
+    }
+}
+
+impl From<HandlerError> for JobError {
+    fn from(e: HandlerError) -> JobError {
+        match e {
+            HandlerError::Retryable(m) => JobError::Retryable(m),
+            HandlerError::Permanent(m) => JobError::Permanent(m),
+            HandlerError::Snooze { until, reason } => JobError::Snooze { until, reason },
+        }
+    }
+}
+
+#[async_trait]
+impl JobHandler for SyncHandler {
+    async fn run(&self, job: &JobContext) -> Result<(), JobError> {
+        let info = JobInfo {
+            id: job.id,
+            kind: job.kind.clone(),
+            attempt: job.attempt,
+            exclusion_key: job.exclusion_key.clone(),
+        };
+        let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempt);
+        let work = self.engine.handle(&info, &job.payload);
+        let result = async {
+            tokio::select! {
+                r = work => r,
+                // Another worker owns the job now: stop touching the room at once.
+                () = job.lease_lost() => Err(HandlerError::Retryable("lease lost; stopped".into())),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let _g = span.enter();
+        match result {
+            Ok(summary) => {
+                tracing::info!("{summary}");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "job failed");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Registers [`SyncHandler`] for every kind of [`Kind::ALL`].
+pub fn register_all(mut builder: WorkerBuilder, engine: Arc<Engine>) -> WorkerBuilder {
+    let handler: Arc<dyn JobHandler> = Arc::new(SyncHandler::new(engine));
+    for k in Kind::ALL {
+        builder = builder.register(k.as_str(), handler.clone());
+    }
+    builder
+}
+
+/// Queue runtime events → `rcjobs_*` metrics.
+#[derive(Debug, Clone)]
+pub struct MetricsHooks {
+    metrics: Metrics,
+}
+
+impl MetricsHooks {
+    /// Hooks feeding `metrics`.
+    pub fn new(metrics: Metrics) -> MetricsHooks {
+        MetricsHooks { metrics }
+    }
+}
+
+impl QueueHooks for MetricsHooks {
+    fn claimed(&self, job: &rcjobs_queue::JobInfo, wait: Duration) {
+        self.metrics.job_started(&job.kind, wait);
+    }
+
+    fn finished(&self, job: &rcjobs_queue::JobInfo, outcome: JobOutcome, duration: Duration) {
+        let o = match outcome {
+            JobOutcome::Completed => MetricOutcome::Completed,
+            JobOutcome::Retryable | JobOutcome::Interrupted => MetricOutcome::Retried,
+            JobOutcome::Snoozed => MetricOutcome::Snoozed,
+            JobOutcome::Permanent | JobOutcome::NoHandler => MetricOutcome::Dead,
+        };
+        self.metrics.job_finished(&job.kind, o, duration);
+    }
+
+    fn swept(&self, report: &SweepReport) {
+        if report.expired > 0 {
+            self.metrics.leases_expired(report.expired);
+        }
+    }
+
+    fn lease_lost(&self, job: &rcjobs_queue::JobInfo, _why: LeaseLoss) {
+        tracing::warn!(job = job.id, kind = %job.kind, "lease lost");
+    }
+}
+
+/// Copies the queue's counter table into the jobs-by-state and oldest-ready gauges every
+/// `every`, until `stop`.
+pub async fn run_stats_sampler(
+    pool: PgPool,
+    metrics: Metrics,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        metrics.set_db_pool(
+            "queue",
+            pool.size(),
+            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            pool.options().get_max_connections(),
+        );
+        match rcjobs_queue::stats(&pool).await {
+            Ok(s) => {
+                let rows: Vec<(String, String, &'static str, i64)> = s
+                    .counts
+                    .iter()
+                    .map(|c| (c.queue.clone(), c.kind.clone(), c.state.as_str(), c.count))
+                    .collect();
+                metrics.set_jobs_by_state(rows.iter().map(|(q, k, st, n)| StateCount {
+                    queue: q,
+                    kind: k,
+                    state: st,
+                    count: *n,
+                }));
+                let age = (s.oldest_ready_age_seconds > 0.0)
+                    .then(|| Duration::from_secs_f64(s.oldest_ready_age_seconds));
+                metrics.set_oldest_ready_age("all", age);
+            }
+            Err(e) => tracing::debug!(error = %e, "queue stats sample failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Enqueues the `reconcile_all` of the **next** period (dedup key
+/// `reconcile_all:<period start>`, run at the period start) now and every `interval / 4`
+/// (at most a minute) until `stop`. Every replica does this; because the job is always for
+/// a period that has not started, it is still pending when other replicas enqueue it, so
+/// the dedup key makes exactly one run per period however many replicas there are.
+pub async fn run_reconcile_scheduler(
+    pool: PgPool,
+    queue: String,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
+    let tick = (interval / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        let start = next_period_start(chrono::Utc::now().timestamp(), secs);
+        let job = Job::ReconcileAll(ReconcileAll {
+            v: 1,
+            period_start: Some(start),
+            period_secs: Some(secs),
+        });
+        let opts = EnqueueOptions {
+            queue: Some(queue.clone()),
+            run_at: chrono::DateTime::from_timestamp(start, 0),
+            ..EnqueueOptions::default()
+        };
+        if let Err(e) = rcjobs_producer::enqueue_with(&pool, &job, &opts).await {
+            tracing::warn!(error = %e, "scheduling reconcile_all failed; will retry");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+}

@@ -1,0 +1,744 @@
+-- rcjobs queue core: schema, tables, counters, SQL API.
+-- Hot table `rcjobs.job` holds unfinished jobs only (ready, running, blocked); finished jobs
+-- (completed, dead, cancelled, superseded) live in `rcjobs.job_history`.
+
+CREATE SCHEMA IF NOT EXISTS rcjobs;
+
+-- Version the binary checks before it runs (rcjobs_queue::check_schema).
+CREATE OR REPLACE FUNCTION rcjobs.schema_version() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT 1 $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Kind registry
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE rcjobs.job_kind (
+    name              text PRIMARY KEY CHECK (name <> '' AND length(name) <= 200),
+    required_fields   text[]      NOT NULL DEFAULT '{}',
+    max_attempts      integer     NOT NULL DEFAULT 12 CHECK (max_attempts BETWEEN 1 AND 1000),
+    max_payload_bytes integer     NOT NULL DEFAULT 65536 CHECK (max_payload_bytes > 0),
+    component         text        NOT NULL DEFAULT 'rcjobs',
+    description       text        NOT NULL DEFAULT '',
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------------------------
+-- Jobs
+-- ---------------------------------------------------------------------------------------------
+CREATE SEQUENCE rcjobs.job_id_seq AS bigint;
+
+CREATE TABLE rcjobs.job (
+    id            bigint      PRIMARY KEY DEFAULT nextval('rcjobs.job_id_seq'),
+    kind          text        NOT NULL,
+    queue         text        NOT NULL DEFAULT 'default',
+    -- ready: waiting for run_at / a worker; running: leased; blocked: behind its exclusion lane head
+    state         text        NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'running', 'blocked')),
+    priority      smallint    NOT NULL DEFAULT 0,
+    run_at        timestamptz NOT NULL DEFAULT now(),
+    payload       jsonb       NOT NULL,
+    attempt       integer     NOT NULL DEFAULT 0,
+    max_attempts  integer     NOT NULL,
+    -- fencing token: incremented by every claim; every ack is a CAS on (id, token)
+    token         integer     NOT NULL DEFAULT 0,
+    lease_until   timestamptz,
+    worker_id     uuid,
+    dedup_key     text,
+    exclusion_key text,
+    enqueued_at   timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    last_error    text,
+    errors        jsonb       NOT NULL DEFAULT '[]',
+    fail_delay_s  integer     NOT NULL DEFAULT 0,
+    snoozes       integer     NOT NULL DEFAULT 0
+) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.05,
+        autovacuum_vacuum_cost_delay = 0);
+
+ALTER SEQUENCE rcjobs.job_id_seq OWNED BY rcjobs.job.id;
+
+-- claim: ORDER BY priority, run_at, id within a queue
+CREATE INDEX job_claim_idx ON rcjobs.job (queue, priority, run_at, id) WHERE state = 'ready';
+-- oldest ready age without scanning
+CREATE INDEX job_ready_run_at_idx ON rcjobs.job (run_at) WHERE state = 'ready';
+-- sweep of expired leases
+CREATE INDEX job_lease_idx ON rcjobs.job (lease_until) WHERE state = 'running';
+-- dedup: unique among jobs not yet started
+CREATE UNIQUE INDEX job_dedup_idx ON rcjobs.job (kind, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('ready', 'blocked');
+-- exclusion lanes: next blocked job per key
+CREATE INDEX job_blocked_idx ON rcjobs.job (exclusion_key, id) WHERE state = 'blocked';
+
+CREATE TABLE rcjobs.job_history (
+    id            bigint      NOT NULL PRIMARY KEY,
+    kind          text        NOT NULL,
+    queue         text        NOT NULL,
+    state         text        NOT NULL CHECK (state IN ('completed', 'dead', 'cancelled', 'superseded')),
+    priority      smallint    NOT NULL,
+    run_at        timestamptz NOT NULL,
+    payload       jsonb       NOT NULL,
+    attempt       integer     NOT NULL,
+    max_attempts  integer     NOT NULL,
+    dedup_key     text,
+    exclusion_key text,
+    enqueued_at   timestamptz NOT NULL,
+    started_at    timestamptz,
+    finished_at   timestamptz NOT NULL DEFAULT now(),
+    last_error    text,
+    errors        jsonb       NOT NULL DEFAULT '[]',
+    snoozes       integer     NOT NULL DEFAULT 0,
+    superseded_by bigint,
+    worker_id     uuid
+);
+CREATE INDEX job_history_finished_brin ON rcjobs.job_history USING brin (finished_at);
+CREATE INDEX job_history_dead_idx ON rcjobs.job_history (id) WHERE state = 'dead';
+
+-- Exclusion lanes: key -> the one job of that key allowed to be ready/running (FIFO by id).
+CREATE TABLE rcjobs.lane (
+    key        text        PRIMARY KEY,
+    head_id    bigint      NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Worker processes (registration + heartbeat) for `rcjobs status`.
+CREATE TABLE rcjobs.worker (
+    id          uuid        PRIMARY KEY,
+    hostname    text        NOT NULL,
+    pid         integer     NOT NULL,
+    queues      text[]      NOT NULL,
+    concurrency integer     NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------------------------
+-- O(1) statistics: statements append per-(queue, kind, state) deltas (no row locks, no hot row);
+-- compact_stats() folds them into stat_count. Readers add both.
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE rcjobs.stat_delta (
+    queue text   NOT NULL,
+    kind  text   NOT NULL,
+    state text   NOT NULL,
+    n     bigint NOT NULL
+);
+CREATE TABLE rcjobs.stat_count (
+    queue text   NOT NULL,
+    kind  text   NOT NULL,
+    state text   NOT NULL,
+    n     bigint NOT NULL,
+    PRIMARY KEY (queue, kind, state)
+);
+
+CREATE FUNCTION rcjobs.trg_count_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+    SELECT queue, kind, state, count(*) FROM new_rows GROUP BY 1, 2, 3;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION rcjobs.trg_count_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+    SELECT queue, kind, state, -count(*) FROM old_rows GROUP BY 1, 2, 3;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION rcjobs.trg_count_update() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+    SELECT queue, kind, state, sum(n)
+    FROM (SELECT queue, kind, state, count(*) AS n FROM new_rows GROUP BY 1, 2, 3
+          UNION ALL
+          SELECT queue, kind, state, -count(*) FROM old_rows GROUP BY 1, 2, 3) d
+    GROUP BY 1, 2, 3
+    HAVING sum(n) <> 0;
+    RETURN NULL;
+END $$;
+
+-- one wakeup per statement that made a job runnable now
+CREATE FUNCTION rcjobs.trg_job_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM new_rows WHERE state = 'ready' AND run_at <= now()) THEN
+        PERFORM pg_notify('rcjobs_jobs', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER job_count_ins AFTER INSERT ON rcjobs.job REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_insert();
+CREATE TRIGGER job_count_del AFTER DELETE ON rcjobs.job REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_delete();
+CREATE TRIGGER job_count_upd AFTER UPDATE ON rcjobs.job REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_update();
+CREATE TRIGGER job_notify_ins AFTER INSERT ON rcjobs.job REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_job_notify();
+CREATE TRIGGER history_count_ins AFTER INSERT ON rcjobs.job_history REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_insert();
+CREATE TRIGGER history_count_del AFTER DELETE ON rcjobs.job_history REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_delete();
+
+-- Folds deltas into stat_count; one compactor at a time (others return at once).
+CREATE FUNCTION rcjobs.compact_stats() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_rows bigint := 0;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(7210431001) THEN
+        RETURN 0;
+    END IF;
+    WITH d AS (DELETE FROM rcjobs.stat_delta RETURNING queue, kind, state, n),
+    agg AS (SELECT queue, kind, state, sum(n)::bigint AS n, count(*) AS c FROM d GROUP BY 1, 2, 3),
+    up AS (
+        INSERT INTO rcjobs.stat_count AS s (queue, kind, state, n)
+        SELECT queue, kind, state, n FROM agg ORDER BY 1, 2, 3
+        ON CONFLICT (queue, kind, state) DO UPDATE SET n = s.n + EXCLUDED.n
+        RETURNING 1)
+    SELECT coalesce(sum(c), 0) INTO v_rows FROM agg, (SELECT count(*) FROM up) u;
+    RETURN v_rows;
+END $$;
+
+-- Rebuilds the counters from the tables (O(n); for repair after manual TRUNCATE/COPY).
+CREATE FUNCTION rcjobs.recount_stats() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(7210431001);
+    LOCK TABLE rcjobs.job, rcjobs.job_history IN SHARE MODE;
+    DELETE FROM rcjobs.stat_delta;
+    DELETE FROM rcjobs.stat_count;
+    INSERT INTO rcjobs.stat_count (queue, kind, state, n)
+    SELECT queue, kind, state, count(*) FROM rcjobs.job GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT queue, kind, state, count(*) FROM rcjobs.job_history GROUP BY 1, 2, 3;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Enqueue
+-- ---------------------------------------------------------------------------------------------
+
+-- Raises 22023 'rcjobs: …' when a job cannot be accepted; returns the kind row otherwise.
+CREATE FUNCTION rcjobs.check_job(p_kind text, p_payload jsonb, p_queue text, p_max_attempts integer)
+RETURNS rcjobs.job_kind
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k rcjobs.job_kind;
+    v_size integer;
+    v_missing text[];
+BEGIN
+    SELECT * INTO k FROM rcjobs.job_kind WHERE name = p_kind;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rcjobs: unknown job kind "%"', p_kind
+            USING ERRCODE = '22023', HINT = 'kinds are registered in rcjobs.job_kind (rcjobs migrate registers the built-in ones)';
+    END IF;
+    IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
+        RAISE EXCEPTION 'rcjobs: payload of a "%" job must be a JSON object, got %', p_kind,
+            coalesce(jsonb_typeof(p_payload), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    v_size := octet_length(p_payload::text);
+    IF v_size > k.max_payload_bytes THEN
+        RAISE EXCEPTION 'rcjobs: payload of a "%" job is % bytes, over the limit of % bytes', p_kind, v_size,
+            k.max_payload_bytes USING ERRCODE = '22023';
+    END IF;
+    IF NOT (p_payload ?& k.required_fields) THEN
+        v_missing := ARRAY(SELECT f FROM unnest(k.required_fields) f WHERE NOT p_payload ? f);
+        RAISE EXCEPTION 'rcjobs: payload of a "%" job is missing required field(s): %', p_kind,
+            array_to_string(v_missing, ', ') USING ERRCODE = '22023';
+    END IF;
+    IF p_queue IS NULL OR p_queue = '' OR length(p_queue) > 100 THEN
+        RAISE EXCEPTION 'rcjobs: queue name must be 1 to 100 characters' USING ERRCODE = '22023';
+    END IF;
+    IF p_max_attempts IS NOT NULL AND p_max_attempts < 1 THEN
+        RAISE EXCEPTION 'rcjobs: max_attempts must be at least 1, got %', p_max_attempts USING ERRCODE = '22023';
+    END IF;
+    RETURN k;
+END $$;
+
+-- Full single enqueue; returns the id and whether an existing pending job absorbed it.
+CREATE FUNCTION rcjobs.enqueue_ex(
+    p_kind text, p_payload jsonb, p_queue text DEFAULT 'default', p_priority smallint DEFAULT 0,
+    p_run_at timestamptz DEFAULT NULL, p_dedup_key text DEFAULT NULL, p_exclusion_key text DEFAULT NULL,
+    p_max_attempts integer DEFAULT NULL, OUT id bigint, OUT deduplicated boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k rcjobs.job_kind;
+    v_state text := 'ready';
+    v_head bigint;
+    v_queue text := coalesce(p_queue, 'default');
+BEGIN
+    k := rcjobs.check_job(p_kind, p_payload, v_queue, p_max_attempts);
+    IF p_dedup_key IS NULL THEN
+        id := nextval('rcjobs.job_id_seq');
+        IF p_exclusion_key IS NOT NULL THEN
+            INSERT INTO rcjobs.lane AS l (key, head_id) VALUES (p_exclusion_key, id)
+            ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING l.head_id INTO v_head;
+            IF v_head <> id THEN v_state := 'blocked'; END IF;
+        END IF;
+        INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, max_attempts, exclusion_key)
+        VALUES (id, p_kind, v_queue, v_state, coalesce(p_priority, 0), coalesce(p_run_at, now()), p_payload,
+                coalesce(p_max_attempts, k.max_attempts), p_exclusion_key);
+        deduplicated := false;
+        RETURN;
+    END IF;
+    LOOP
+        SELECT j.id INTO id FROM rcjobs.job j
+        WHERE j.kind = p_kind AND j.dedup_key = p_dedup_key AND j.state IN ('ready', 'blocked');
+        IF FOUND THEN
+            deduplicated := true;
+            RETURN;
+        END IF;
+        BEGIN
+            id := nextval('rcjobs.job_id_seq');
+            v_state := 'ready';
+            IF p_exclusion_key IS NOT NULL THEN
+                INSERT INTO rcjobs.lane AS l (key, head_id) VALUES (p_exclusion_key, id)
+                ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING l.head_id INTO v_head;
+                IF v_head <> id THEN v_state := 'blocked'; END IF;
+            END IF;
+            INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, max_attempts, dedup_key, exclusion_key)
+            VALUES (id, p_kind, v_queue, v_state, coalesce(p_priority, 0), coalesce(p_run_at, now()), p_payload,
+                    coalesce(p_max_attempts, k.max_attempts), p_dedup_key, p_exclusion_key);
+            deduplicated := false;
+            RETURN;
+        EXCEPTION WHEN unique_violation THEN
+            -- a concurrent enqueue of the same dedup key won; loop to return its id
+            NULL;
+        END;
+    END LOOP;
+END $$;
+
+-- The SQL API for producers that are not Rust (Moodle triggers, cron, psql).
+CREATE FUNCTION rcjobs.enqueue(
+    kind text, payload jsonb, queue text DEFAULT 'default', priority smallint DEFAULT 0,
+    run_at timestamptz DEFAULT NULL, dedup_key text DEFAULT NULL, exclusion_key text DEFAULT NULL,
+    max_attempts integer DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.id FROM rcjobs.enqueue_ex(kind, payload, queue, priority, run_at, dedup_key, exclusion_key, max_attempts) e
+$$;
+
+-- Bulk enqueue: parallel arrays (NULL array = all defaults); returns one row per input, in order.
+CREATE FUNCTION rcjobs.enqueue_many(
+    kinds text[], payloads jsonb[], queues text[] DEFAULT NULL, priorities smallint[] DEFAULT NULL,
+    run_ats timestamptz[] DEFAULT NULL, dedup_keys text[] DEFAULT NULL, exclusion_keys text[] DEFAULT NULL,
+    max_attempts integer[] DEFAULT NULL)
+RETURNS TABLE (ord integer, id bigint, deduplicated boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n integer := coalesce(cardinality(kinds), 0);
+    bad record;
+    i integer;
+    r record;
+BEGIN
+    IF coalesce(cardinality(payloads), 0) <> n
+       OR (queues IS NOT NULL AND cardinality(queues) <> n)
+       OR (priorities IS NOT NULL AND cardinality(priorities) <> n)
+       OR (run_ats IS NOT NULL AND cardinality(run_ats) <> n)
+       OR (dedup_keys IS NOT NULL AND cardinality(dedup_keys) <> n)
+       OR (exclusion_keys IS NOT NULL AND cardinality(exclusion_keys) <> n)
+       OR (max_attempts IS NOT NULL AND cardinality(max_attempts) <> n) THEN
+        RAISE EXCEPTION 'rcjobs: enqueue_many arrays must all have % elements', n USING ERRCODE = '22023';
+    END IF;
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    IF (dedup_keys IS NULL OR array_position(ARRAY(SELECT x IS NOT NULL FROM unnest(dedup_keys) x), true) IS NULL)
+       AND (exclusion_keys IS NULL OR array_position(ARRAY(SELECT x IS NOT NULL FROM unnest(exclusion_keys) x), true) IS NULL) THEN
+        -- fast path: validate in one pass, insert in one statement
+        SELECT u.o, u.k, u.p, u.q, u.m INTO bad
+        FROM unnest(kinds, payloads, queues, max_attempts) WITH ORDINALITY AS u(k, p, q, m, o)
+        LEFT JOIN rcjobs.job_kind jk ON jk.name = u.k
+        WHERE jk.name IS NULL OR jsonb_typeof(u.p) IS DISTINCT FROM 'object'
+           OR octet_length(u.p::text) > jk.max_payload_bytes OR NOT (u.p ?& jk.required_fields)
+           OR (u.q IS NOT NULL AND (u.q = '' OR length(u.q) > 100)) OR u.m < 1
+        ORDER BY u.o LIMIT 1;
+        IF FOUND THEN
+            BEGIN
+                PERFORM rcjobs.check_job(bad.k, bad.p, coalesce(bad.q, 'default'), bad.m);
+            EXCEPTION WHEN invalid_parameter_value THEN
+                RAISE EXCEPTION '% (job % of %)', SQLERRM, bad.o, n USING ERRCODE = '22023';
+            END;
+        END IF;
+        RETURN QUERY
+        WITH src AS (
+            SELECT nextval('rcjobs.job_id_seq') AS nid, u.o, u.k, u.p, u.q, u.pr, u.ra, u.m
+            FROM unnest(kinds, payloads, queues, priorities, run_ats, max_attempts)
+                 WITH ORDINALITY AS u(k, p, q, pr, ra, m, o)
+            ORDER BY u.o),
+        ins AS (
+            INSERT INTO rcjobs.job (id, kind, queue, priority, run_at, payload, max_attempts)
+            SELECT s.nid, s.k, coalesce(s.q, 'default'), coalesce(s.pr, 0), coalesce(s.ra, now()), s.p,
+                   coalesce(s.m, jk.max_attempts)
+            FROM src s JOIN rcjobs.job_kind jk ON jk.name = s.k
+            RETURNING 1)
+        SELECT s.o::integer, s.nid, false FROM src s, (SELECT count(*) FROM ins) c ORDER BY s.o;
+        RETURN;
+    END IF;
+    -- keys present: per-row path with full dedup/lane semantics
+    FOR i IN 1..n LOOP
+        BEGIN
+            SELECT * INTO r FROM rcjobs.enqueue_ex(kinds[i], payloads[i], coalesce(queues[i], 'default'),
+                coalesce(priorities[i], 0::smallint), run_ats[i], dedup_keys[i], exclusion_keys[i], max_attempts[i]);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION '% (job % of %)', SQLERRM, i, n USING ERRCODE = '22023';
+        END;
+        ord := i; id := r.id; deduplicated := r.deduplicated;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Finishing and requeueing (internal; the worker runtime calls these)
+-- ---------------------------------------------------------------------------------------------
+
+-- Moves the lane of each finished head to its next blocked job (FIFO) or drops the lane.
+-- Each statement takes a fresh snapshot after the lane row lock, so an enqueue that held the
+-- lane while we waited is seen.
+CREATE FUNCTION rcjobs.advance_lanes(p_keys text[], p_finished bigint[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    r record;
+    v_next bigint;
+BEGIN
+    FOR r IN
+        SELECT l.key FROM rcjobs.lane l
+        JOIN unnest(p_keys, p_finished) AS u(key, fid) ON l.key = u.key AND l.head_id = u.fid
+        ORDER BY l.key
+        FOR UPDATE OF l
+    LOOP
+        v_next := NULL;
+        UPDATE rcjobs.job SET state = 'ready'
+        WHERE id = (SELECT b.id FROM rcjobs.job b WHERE b.exclusion_key = r.key AND b.state = 'blocked'
+                    ORDER BY b.id LIMIT 1)
+        RETURNING id INTO v_next;
+        IF v_next IS NULL THEN
+            DELETE FROM rcjobs.lane WHERE key = r.key;
+        ELSE
+            UPDATE rcjobs.lane SET head_id = v_next, updated_at = now() WHERE key = r.key;
+            PERFORM pg_notify('rcjobs_jobs', '');
+        END IF;
+    END LOOP;
+END $$;
+
+-- Moves jobs to history with a final state; advances their lanes.
+CREATE FUNCTION rcjobs.finish_jobs(p_ids bigint[], p_states text[], p_superseded_by bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    v_n integer;
+    v_keys text[];
+    v_heads bigint[];
+BEGIN
+    WITH d AS (
+        DELETE FROM rcjobs.job j
+        USING unnest(p_ids, p_states, coalesce(p_superseded_by, array_fill(NULL::bigint, ARRAY[cardinality(p_ids)])))
+              AS u(id, st, sup)
+        WHERE j.id = u.id AND j.id = ANY (p_ids)
+        RETURNING j.*, u.st, u.sup),
+    h AS (
+        INSERT INTO rcjobs.job_history (id, kind, queue, state, priority, run_at, payload, attempt, max_attempts,
+            dedup_key, exclusion_key, enqueued_at, started_at, finished_at, last_error, errors, snoozes,
+            superseded_by, worker_id)
+        SELECT d.id, d.kind, d.queue, d.st, d.priority, d.run_at, d.payload, d.attempt, d.max_attempts,
+            d.dedup_key, d.exclusion_key, d.enqueued_at, d.started_at, now(), d.last_error, d.errors, d.snoozes,
+            d.sup, d.worker_id
+        FROM d
+        RETURNING id, exclusion_key)
+    SELECT count(*), array_agg(exclusion_key) FILTER (WHERE exclusion_key IS NOT NULL),
+           array_agg(id) FILTER (WHERE exclusion_key IS NOT NULL)
+    INTO v_n, v_keys, v_heads FROM h;
+    IF v_keys IS NOT NULL THEN
+        PERFORM rcjobs.advance_lanes(v_keys, v_heads);
+    END IF;
+    RETURN v_n;
+END $$;
+
+-- Hot path: CAS-complete running jobs; returns the ids accepted (others were stale).
+CREATE FUNCTION rcjobs.complete_jobs(p_ids bigint[], p_tokens integer[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    v_ids bigint[];
+    v_keys text[];
+    v_heads bigint[];
+BEGIN
+    -- Asynchronous commit for this transaction only (see docs/decisions/0001): an ack lost in
+    -- a server crash leaves the job 'running' with its lease, so the sweeper re-runs it
+    -- (at-least-once). A later durable commit flushes the WAL past this one, so nothing that
+    -- depended on the ack (a lane advance, a dedup enqueue) can survive without it.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    WITH d AS (
+        DELETE FROM rcjobs.job j
+        WHERE j.id = ANY (p_ids) AND j.state = 'running'
+          AND (j.id, j.token) IN (SELECT u.id, u.token FROM unnest(p_ids, p_tokens) AS u(id, token))
+        RETURNING j.*),
+    h AS (
+        INSERT INTO rcjobs.job_history (id, kind, queue, state, priority, run_at, payload, attempt, max_attempts,
+            dedup_key, exclusion_key, enqueued_at, started_at, finished_at, last_error, errors, snoozes, worker_id)
+        SELECT d.id, d.kind, d.queue, 'completed', d.priority, d.run_at, d.payload, d.attempt, d.max_attempts,
+            d.dedup_key, d.exclusion_key, d.enqueued_at, d.started_at, now(), d.last_error, d.errors, d.snoozes,
+            d.worker_id
+        FROM d
+        RETURNING id, exclusion_key)
+    SELECT array_agg(id), array_agg(exclusion_key) FILTER (WHERE exclusion_key IS NOT NULL),
+           array_agg(id) FILTER (WHERE exclusion_key IS NOT NULL)
+    INTO v_ids, v_keys, v_heads FROM h;
+    IF v_keys IS NOT NULL THEN
+        PERFORM rcjobs.advance_lanes(v_keys, v_heads);
+    END IF;
+    RETURN QUERY SELECT unnest(v_ids);
+END $$;
+
+-- Settles running jobs that did not complete. Actions per job:
+--   retry   : back to ready at run_at (dead when attempts are used up); error recorded
+--   dead    : straight to dead; error recorded
+--   snooze  : back to ready at run_at without using an attempt
+--   release : back to ready now without using an attempt (prefetched, never started)
+--   expire  : lease expired (crash); counts as an attempt; ready now or dead when used up
+-- A token of NULL skips the CAS (used by the sweeper, which holds the row lock).
+-- When a job going back to pending meets a newer pending job with the same dedup key, the
+-- newer one covers it: the old one finishes as 'superseded'.
+CREATE FUNCTION rcjobs.settle_jobs(p_ids bigint[], p_tokens integer[], p_actions text[],
+                                   p_run_ats timestamptz[], p_errors text[])
+RETURNS TABLE (job_id bigint, outcome text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids bigint[];
+    v_out text[];
+    v_sup bigint[];
+    v_tries integer := 0;
+BEGIN
+    -- lock the rows that still belong to the caller, decide each outcome
+    IF to_regclass('pg_temp.rcjobs_settle') IS NULL THEN
+        CREATE TEMP TABLE rcjobs_settle (
+            id bigint, action text, run_at timestamptz, err text, outcome text, sup bigint) ON COMMIT DELETE ROWS;
+    END IF;
+    TRUNCATE rcjobs_settle;
+    INSERT INTO rcjobs_settle (id, action, run_at, err, outcome)
+    SELECT s.id, s.action, s.run_at, s.err,
+           CASE WHEN s.action = 'dead' THEN 'dead'
+                WHEN s.action IN ('retry', 'expire') AND s.attempt >= s.max_attempts THEN 'dead'
+                ELSE 'pending' END
+    FROM (SELECT j.id, u.action, u.run_at, u.err, j.attempt, j.max_attempts
+          FROM rcjobs.job j
+          JOIN unnest(p_ids, p_tokens, p_actions, p_run_ats, p_errors) AS u(id, token, action, run_at, err)
+            ON j.id = u.id
+          WHERE j.id = ANY (p_ids) AND j.state = 'running' AND (u.token IS NULL OR j.token = u.token)
+          ORDER BY j.id
+          FOR UPDATE OF j) s;
+
+    -- error history (last 25 entries)
+    UPDATE rcjobs.job j
+    SET last_error = s.err,
+        errors = jsonb_path_query_array(
+            j.errors || jsonb_build_array(jsonb_build_object(
+                'attempt', j.attempt, 'at', now(), 'class', s.action, 'error', s.err)),
+            '$[last - 24 to last]')
+    FROM rcjobs_settle s
+    WHERE j.id = s.id AND s.action IN ('retry', 'dead', 'expire') AND s.err IS NOT NULL;
+
+    LOOP
+        BEGIN
+            -- pending dedup collision: the newer pending job covers this one
+            UPDATE rcjobs_settle s SET outcome = 'superseded', sup = p.id
+            FROM rcjobs.job j, rcjobs.job p
+            WHERE s.outcome = 'pending' AND j.id = s.id AND j.dedup_key IS NOT NULL
+              AND p.kind = j.kind AND p.dedup_key = j.dedup_key AND p.state IN ('ready', 'blocked') AND p.id <> j.id;
+
+            UPDATE rcjobs.job j
+            SET state = 'ready',
+                run_at = coalesce(s.run_at, now()),
+                lease_until = NULL,
+                worker_id = NULL,
+                attempt = CASE WHEN s.action IN ('snooze', 'release') THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
+                snoozes = j.snoozes + CASE WHEN s.action = 'snooze' THEN 1 ELSE 0 END,
+                fail_delay_s = CASE WHEN s.action = 'retry'
+                                    THEN greatest(0, extract(epoch FROM coalesce(s.run_at, now()) - now()))::integer
+                                    ELSE j.fail_delay_s END
+            FROM rcjobs_settle s
+            WHERE j.id = s.id AND s.outcome = 'pending';
+            EXIT;
+        EXCEPTION WHEN unique_violation THEN
+            v_tries := v_tries + 1;
+            IF v_tries > 20 THEN RAISE; END IF;
+        END;
+    END LOOP;
+
+    SELECT array_agg(id), array_agg(outcome), array_agg(sup) INTO v_ids, v_out, v_sup
+    FROM rcjobs_settle WHERE outcome IN ('dead', 'superseded');
+    IF v_ids IS NOT NULL THEN
+        PERFORM rcjobs.finish_jobs(v_ids, v_out, v_sup);
+    END IF;
+
+    RETURN QUERY SELECT s.id, CASE WHEN s.outcome = 'pending' THEN s.action ELSE s.outcome END FROM rcjobs_settle s;
+END $$;
+
+-- Returns expired leases to the queue (or to dead when attempts are used up). Any worker may
+-- run it: SKIP LOCKED lets concurrent sweepers share the work.
+CREATE FUNCTION rcjobs.sweep(p_limit integer DEFAULT 1000)
+RETURNS TABLE (job_id bigint, outcome text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids bigint[];
+BEGIN
+    SELECT array_agg(id) INTO v_ids FROM (
+        SELECT id FROM rcjobs.job WHERE state = 'running' AND lease_until < now()
+        ORDER BY lease_until LIMIT p_limit FOR UPDATE SKIP LOCKED) s;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM rcjobs.settle_jobs(
+        v_ids, array_fill(NULL::integer, ARRAY[cardinality(v_ids)]),
+        array_fill('expire'::text, ARRAY[cardinality(v_ids)]),
+        array_fill(NULL::timestamptz, ARRAY[cardinality(v_ids)]),
+        array_fill('lease expired: the worker stopped renewing it (crash, hang or lost connection)'::text,
+                   ARRAY[cardinality(v_ids)]));
+    PERFORM pg_notify('rcjobs_jobs', '');
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Admin
+-- ---------------------------------------------------------------------------------------------
+
+-- Cancels a job that has not started: 'cancelled', 'running' (refused), 'finished' or 'not_found'.
+CREATE FUNCTION rcjobs.cancel_job(p_id bigint) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_state text;
+BEGIN
+    SELECT state INTO v_state FROM rcjobs.job WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM rcjobs.job_history WHERE id = p_id) THEN
+            RETURN 'finished';
+        END IF;
+        RETURN 'not_found';
+    END IF;
+    IF v_state = 'running' THEN
+        RETURN 'running';
+    END IF;
+    PERFORM rcjobs.finish_jobs(ARRAY[p_id], ARRAY['cancelled']);
+    RETURN 'cancelled';
+END $$;
+
+-- Puts dead jobs back in the queue with fresh attempts (all dead ones when p_ids is NULL).
+-- Outcome per job: 'requeued', or 'superseded' when a pending job with the same dedup key
+-- already covers it.
+CREATE FUNCTION rcjobs.retry_dead(p_ids bigint[] DEFAULT NULL, p_limit integer DEFAULT 100000)
+RETURNS TABLE (job_id bigint, outcome text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    r rcjobs.job_history;
+    v_state text;
+    v_head bigint;
+    v_sup bigint;
+BEGIN
+    FOR r IN
+        DELETE FROM rcjobs.job_history h
+        WHERE h.id IN (SELECT x.id FROM rcjobs.job_history x
+                       WHERE x.state = 'dead' AND (p_ids IS NULL OR x.id = ANY (p_ids))
+                       ORDER BY x.id LIMIT p_limit)
+        RETURNING h.*
+    LOOP
+        job_id := r.id;
+        v_sup := NULL;
+        IF r.dedup_key IS NOT NULL THEN
+            SELECT p.id INTO v_sup FROM rcjobs.job p
+            WHERE p.kind = r.kind AND p.dedup_key = r.dedup_key AND p.state IN ('ready', 'blocked');
+        END IF;
+        BEGIN
+            IF v_sup IS NULL THEN
+                v_state := 'ready';
+                IF r.exclusion_key IS NOT NULL THEN
+                    INSERT INTO rcjobs.lane AS l (key, head_id) VALUES (r.exclusion_key, r.id)
+                    ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING l.head_id INTO v_head;
+                    IF v_head <> r.id THEN v_state := 'blocked'; END IF;
+                END IF;
+                INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, attempt, max_attempts,
+                    dedup_key, exclusion_key, enqueued_at, last_error, errors, snoozes)
+                VALUES (r.id, r.kind, r.queue, v_state, r.priority, now(), r.payload, 0, r.max_attempts,
+                    r.dedup_key, r.exclusion_key, r.enqueued_at, r.last_error, r.errors, r.snoozes);
+                outcome := 'requeued';
+            END IF;
+        EXCEPTION WHEN unique_violation THEN
+            SELECT p.id INTO v_sup FROM rcjobs.job p
+            WHERE p.kind = r.kind AND p.dedup_key = r.dedup_key AND p.state IN ('ready', 'blocked');
+        END;
+        IF v_sup IS NOT NULL THEN
+            r.state := 'superseded';
+            r.superseded_by := v_sup;
+            r.finished_at := now();
+            INSERT INTO rcjobs.job_history SELECT r.*;
+            outcome := 'superseded';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- Deletes finished jobs older than the retention (dead ones by their own retention).
+CREATE FUNCTION rcjobs.prune_history(p_keep interval, p_keep_dead interval, p_limit integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    DELETE FROM rcjobs.job_history h
+    WHERE h.id IN (SELECT x.id FROM rcjobs.job_history x
+                   WHERE (x.state <> 'dead' AND x.finished_at < now() - p_keep)
+                      OR (x.state = 'dead' AND x.finished_at < now() - p_keep_dead)
+                   LIMIT p_limit);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Moodle-shaped view (names as in Moodle's task_adhoc table)
+-- ---------------------------------------------------------------------------------------------
+CREATE VIEW rcjobs.task_adhoc AS
+SELECT j.id,
+       coalesce(k.component, 'rcjobs')                        AS component,
+       j.kind                                                 AS classname,
+       j.payload::text                                        AS customdata,
+       extract(epoch FROM j.run_at)::bigint                   AS nextruntime,
+       j.fail_delay_s                                         AS faildelay,
+       greatest(j.max_attempts - j.attempt, 0)                AS attemptsavailable,
+       CASE WHEN j.state = 'running' THEN extract(epoch FROM j.started_at)::bigint END AS timestarted,
+       w.hostname,
+       w.pid,
+       extract(epoch FROM j.enqueued_at)::bigint              AS timecreated,
+       j.queue,
+       j.priority,
+       j.state,
+       j.attempt,
+       j.dedup_key,
+       j.exclusion_key,
+       j.last_error
+FROM rcjobs.job j
+LEFT JOIN rcjobs.job_kind k ON k.name = j.kind
+LEFT JOIN rcjobs.worker w ON j.state = 'running' AND w.id = j.worker_id;
+
+-- ---------------------------------------------------------------------------------------------
+-- Producer role: may call enqueue/enqueue_many and nothing else
+-- ---------------------------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rcjobs_producer') THEN
+        BEGIN
+            CREATE ROLE rcjobs_producer NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL; -- created concurrently (roles are cluster-wide)
+        END;
+    END IF;
+END $$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA rcjobs FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA rcjobs FROM PUBLIC;
+GRANT USAGE ON SCHEMA rcjobs TO rcjobs_producer;
+GRANT EXECUTE ON FUNCTION rcjobs.enqueue(text, jsonb, text, smallint, timestamptz, text, text, integer) TO rcjobs_producer;
+GRANT EXECUTE ON FUNCTION rcjobs.enqueue_many(text[], jsonb[], text[], smallint[], timestamptz[], text[], text[], integer[]) TO rcjobs_producer;

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's test command (README): formatting, lints, then every test against real Postgres.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-postgres.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --no-fail-fast -- --test-threads=4

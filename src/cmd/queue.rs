@@ -1,0 +1,424 @@
+//! `migrate`, `enqueue`, `jobs …`, `status`: the queue's operator commands.
+
+use super::config::Settings;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use rcjobs_queue::{JobFilter, JobRecord, JobState, NewJob, QueueStats};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// `rcjobs migrate` arguments.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {}
+
+/// `rcjobs enqueue` arguments.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// Job kind (must be registered, see `rcjobs migrate`).
+    pub kind: String,
+    /// Payload: a JSON object.
+    #[arg(long)]
+    pub payload: String,
+    /// Dedup key: while a job of this kind with this key has not started, enqueues fold into it.
+    #[arg(long = "key")]
+    pub dedup_key: Option<String>,
+    /// Exclusion key: jobs with the same key run one at a time, in enqueue order.
+    #[arg(long)]
+    pub exclusion_key: Option<String>,
+    /// Priority (lower runs first).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i16,
+    /// Named queue.
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// When to run: RFC 3339 (`2030-01-01T10:00:00Z`) or a delay (`+30s`, `+5m`, `+2h`, `+1d`).
+    #[arg(long, value_parser = parse_run_at)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Attempts before the job goes dead (default: the kind's).
+    #[arg(long)]
+    pub max_attempts: Option<i32>,
+}
+
+/// `rcjobs status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rcjobs jobs …`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state (ready, running, blocked, completed, dead, cancelled, superseded).
+        #[arg(long)]
+        state: Option<JobState>,
+        /// Only jobs of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only jobs of this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job with its error history.
+    Show {
+        /// Job id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a dead job (or all dead jobs) back in the queue with fresh attempts.
+    Retry {
+        /// Job id.
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<i64>,
+        /// Retry every dead job.
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Cancel a job that has not started.
+    Cancel {
+        /// Job id.
+        id: i64,
+    },
+}
+
+/// Parses `--run-at`: RFC 3339 or `+N[s|m|h|d]`.
+pub fn parse_run_at(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Some(rel) = s.strip_prefix('+') {
+        let (num, unit) =
+            rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
+        let n: i64 = num
+            .parse()
+            .map_err(|_| format!("bad delay {s:?}: expected +N[s|m|h|d], e.g. +30s"))?;
+        let secs = match unit {
+            "" | "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("bad delay unit in {s:?}: use s, m, h or d")),
+        };
+        return Ok(Utc::now() + chrono::Duration::seconds(secs));
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("bad time {s:?}: {e} (expected RFC 3339 like 2030-01-01T10:00:00Z, or +30s)")
+        })
+}
+
+async fn connect(s: &Settings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&s.database_url)
+        .await
+        .with_context(|| "cannot connect to the queue database (DATABASE_URL)".to_string())
+}
+
+/// Runs `rcjobs migrate`.
+pub async fn migrate(s: &Settings, _a: MigrateArgs) -> anyhow::Result<()> {
+    let pool = connect(s).await?;
+    rcjobs_queue::migrate(&pool).await?;
+    // The queue is generic; the job kinds (and the SQL-side required-field checks the Moodle
+    // triggers rely on) and the worker's sync-state tables belong to the application layer.
+    rcjobs_producer::register_kinds(&pool).await?;
+    rcjobs_worker::migrate(&pool).await?;
+    let v = rcjobs_queue::schema_version(&pool).await?.unwrap_or(0);
+    println!("queue schema is at version {v}; job kinds registered; sync-state schema ready");
+    Ok(())
+}
+
+/// Runs `rcjobs enqueue`.
+pub async fn enqueue(s: &Settings, a: EnqueueArgs) -> anyhow::Result<()> {
+    let payload: serde_json::Value = serde_json::from_str(&a.payload)
+        .map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?;
+    anyhow::ensure!(
+        payload.is_object(),
+        "--payload must be a JSON object, e.g. '{{\"course_id\": 7}}'"
+    );
+    // Our own kinds go through the typed producer: plugin-shaped customdata is reduced to
+    // ids, fields are checked with a clear message, and the kind's dedup/exclusion keys apply.
+    // Any other kind is left to the queue, which rejects it unless it has been registered.
+    let mut job = match a.kind.parse::<rcjobs_producer::Kind>() {
+        Ok(kind) => {
+            let typed = rcjobs_producer::Job::parse_kind(kind, &payload)
+                .with_context(|| format!("invalid payload for {}", a.kind))?;
+            let opts = rcjobs_producer::EnqueueOptions {
+                queue: Some(a.queue),
+                priority: a.priority,
+                run_at: a.run_at,
+                dedup_key: a.dedup_key.map(Some),
+                max_attempts: a.max_attempts,
+            };
+            typed.to_new_job(&opts)
+        }
+        Err(_) => {
+            let mut job = NewJob::new(a.kind, payload)
+                .queue(a.queue)
+                .priority(a.priority);
+            job.run_at = a.run_at;
+            job.dedup_key = a.dedup_key;
+            job.max_attempts = a.max_attempts;
+            job
+        }
+    };
+    if a.exclusion_key.is_some() {
+        job.exclusion_key = a.exclusion_key;
+    }
+    let pool = connect(s).await?;
+    let e = rcjobs_queue::enqueue(&pool, &job).await?;
+    if e.deduplicated {
+        eprintln!("a pending job with the same key already exists");
+    }
+    println!("{}", e.id);
+    Ok(())
+}
+
+/// Runs `rcjobs jobs …`.
+pub async fn jobs(s: &Settings, c: JobsCommand) -> anyhow::Result<()> {
+    let pool = connect(s).await?;
+    match c {
+        JobsCommand::List {
+            state,
+            kind,
+            queue,
+            limit,
+            json,
+        } => {
+            let jobs = rcjobs_queue::list_jobs(
+                &pool,
+                &JobFilter {
+                    state,
+                    kind,
+                    queue,
+                    limit,
+                },
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                print_job_table(&jobs);
+            }
+        }
+        JobsCommand::Show { id, json } => {
+            let job = rcjobs_queue::get_job(&pool, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("job {id} not found"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                print_job(&job);
+            }
+        }
+        JobsCommand::Retry { id, dead } => {
+            if dead {
+                let (requeued, superseded) = rcjobs_queue::retry_all_dead(&pool).await?;
+                println!("requeued {requeued} dead job(s); {superseded} already covered by a pending job");
+            } else if let Some(id) = id {
+                match rcjobs_queue::retry_job(&pool, id).await? {
+                    rcjobs_queue::RetryOutcome::Requeued => println!("job {id} requeued"),
+                    rcjobs_queue::RetryOutcome::Superseded => {
+                        println!("job {id} not requeued: a pending job with the same dedup key covers it")
+                    }
+                }
+            }
+        }
+        JobsCommand::Cancel { id } => {
+            rcjobs_queue::cancel_job(&pool, id).await?;
+            println!("job {id} cancelled");
+        }
+    }
+    Ok(())
+}
+
+fn ago(t: DateTime<Utc>) -> String {
+    let d = Utc::now() - t;
+    let secs = d.num_seconds();
+    let (n, u, suffix) = if secs.abs() < 120 {
+        (secs.abs(), "s", secs >= 0)
+    } else if secs.abs() < 7200 {
+        (secs.abs() / 60, "m", secs >= 0)
+    } else if secs.abs() < 172_800 {
+        (secs.abs() / 3600, "h", secs >= 0)
+    } else {
+        (secs.abs() / 86_400, "d", secs >= 0)
+    };
+    if suffix {
+        format!("{n}{u} ago")
+    } else {
+        format!("in {n}{u}")
+    }
+}
+
+fn print_job_table(jobs: &[JobRecord]) {
+    println!(
+        "{:>10}  {:<24} {:<10} {:<11} {:>7}  {:<10}  LAST ERROR",
+        "ID", "KIND", "QUEUE", "STATE", "ATTEMPT", "RUN AT"
+    );
+    for j in jobs {
+        let err: String = j
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        println!(
+            "{:>10}  {:<24} {:<10} {:<11} {:>3}/{:<3}  {:<10}  {}",
+            j.id,
+            j.kind,
+            j.queue,
+            j.state.as_str(),
+            j.attempt,
+            j.max_attempts,
+            ago(j.run_at),
+            err
+        );
+    }
+    if jobs.is_empty() {
+        println!("(no jobs)");
+    }
+}
+
+fn print_job(j: &JobRecord) {
+    println!("id            {}", j.id);
+    println!("kind          {}", j.kind);
+    println!("queue         {}", j.queue);
+    println!("state         {}", j.state);
+    println!("priority      {}", j.priority);
+    println!("attempt       {}/{}", j.attempt, j.max_attempts);
+    println!(
+        "enqueued      {} ({})",
+        j.enqueued_at.to_rfc3339(),
+        ago(j.enqueued_at)
+    );
+    println!(
+        "run at        {} ({})",
+        j.run_at.to_rfc3339(),
+        ago(j.run_at)
+    );
+    if let Some(t) = j.started_at {
+        println!("started       {} ({})", t.to_rfc3339(), ago(t));
+    }
+    if let Some(t) = j.finished_at {
+        println!("finished      {} ({})", t.to_rfc3339(), ago(t));
+    }
+    if let Some(t) = j.lease_until {
+        println!("lease until   {}", t.to_rfc3339());
+    }
+    if let Some(k) = &j.dedup_key {
+        println!("dedup key     {k}");
+    }
+    if let Some(k) = &j.exclusion_key {
+        println!("exclusion key {k}");
+    }
+    if let Some(s) = j.superseded_by {
+        println!("superseded by {s}");
+    }
+    if j.snoozes > 0 {
+        println!("snoozes       {}", j.snoozes);
+    }
+    println!("payload       {}", j.payload);
+    if let Some(e) = &j.last_error {
+        println!("last error    {e}");
+    }
+    if let Some(errs) = j.errors.as_array().filter(|a| !a.is_empty()) {
+        println!("errors:");
+        for e in errs {
+            println!(
+                "  attempt {:>3}  {}  [{}] {}",
+                e["attempt"],
+                e["at"].as_str().unwrap_or(""),
+                e["class"].as_str().unwrap_or(""),
+                e["error"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
+/// Runs `rcjobs status`.
+pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
+    let pool = connect(s).await?;
+    rcjobs_queue::check_schema(&pool).await?;
+    let st = rcjobs_queue::stats(&pool).await?;
+    if a.json {
+        let v = serde_json::json!({
+            "counts": st.counts,
+            "totals": JobState::ALL.iter().map(|s| (s.as_str(), st.total(*s))).collect::<std::collections::BTreeMap<_, _>>(),
+            "oldest_ready_age_seconds": st.oldest_ready_age_seconds,
+            "dead": st.total(JobState::Dead),
+            "workers_alive": st.workers.len(),
+            "workers": st.workers,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_status(&st);
+    }
+    Ok(())
+}
+
+fn print_status(st: &QueueStats) {
+    let hot = [JobState::Ready, JobState::Running, JobState::Blocked];
+    println!(
+        "{:<10} {:<24} {:>9} {:>9} {:>9} {:>11} {:>9}",
+        "QUEUE", "KIND", "READY", "RUNNING", "BLOCKED", "COMPLETED", "DEAD"
+    );
+    let mut keys: Vec<(&str, &str)> = st
+        .counts
+        .iter()
+        .map(|c| (c.queue.as_str(), c.kind.as_str()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for (q, k) in &keys {
+        let n = |s: JobState| -> i64 {
+            st.counts
+                .iter()
+                .filter(|c| c.queue == *q && c.kind == *k && c.state == s)
+                .map(|c| c.count)
+                .sum()
+        };
+        println!(
+            "{:<10} {:<24} {:>9} {:>9} {:>9} {:>11} {:>9}",
+            q,
+            k,
+            n(hot[0]),
+            n(hot[1]),
+            n(hot[2]),
+            n(JobState::Completed),
+            n(JobState::Dead)
+        );
+    }
+    if keys.is_empty() {
+        println!("(no jobs)");
+    }
+    println!();
+    println!(
+        "oldest ready job waiting: {:.1} s",
+        st.oldest_ready_age_seconds
+    );
+    println!("dead jobs:                {}", st.total(JobState::Dead));
+    println!("workers alive:            {}", st.workers.len());
+    for w in &st.workers {
+        println!(
+            "  {}  {} pid {}  queues {}  concurrency {}  last seen {}",
+            w.id,
+            w.hostname,
+            w.pid,
+            w.queues.join(","),
+            w.concurrency,
+            ago(w.last_seen)
+        );
+    }
+}
