@@ -105,6 +105,29 @@ impl Ctx {
         }
     }
 
+    /// Waits until the simulator no longer holds room `room_id`; on timeout, shows every
+    /// recycle-bin job (queued or finished) and the worker's log.
+    async fn wait_room_gone(&self, room_id: &str, what: &str) {
+        let t = Instant::now();
+        while self.sim.snapshot().rooms.iter().any(|r| r.id == room_id) {
+            if t.elapsed() > STEP {
+                let jobs: Vec<serde_json::Value> = sqlx::query_scalar(
+                    "SELECT to_jsonb(j) FROM rcjobs.job j WHERE kind = 'recyclebin'
+                     UNION ALL
+                     SELECT to_jsonb(h) FROM rcjobs.job_history h WHERE kind = 'recyclebin'",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
+                panic!(
+                    "{what}: room {room_id} still there after {STEP:?}\nbin jobs: {jobs:#?}\nworker log:\n{}",
+                    self.worker.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Adds the module context of a new course module (as Moodle does when adding one).
     async fn module_context(&self, cmid: i64, courseid: i64) {
         sqlx::query(
@@ -522,10 +545,8 @@ async fn every_captured_table_write_reaches_the_chat() {
         .await
         .unwrap();
     ctx.settle("tool_recyclebin_course delete").await;
-    assert!(
-        !ctx.sim.snapshot().rooms.iter().any(|r| r.id == room_id),
-        "emptied from the bin: room purged"
-    );
+    ctx.wait_room_gone(&room_id, "emptied from the bin: room purged")
+        .await;
 
     // tool_recyclebin_course, restore path: the original activity is binned and deleted,
     // then restored from the bin: Moodle writes a new module row (already linked) and a new

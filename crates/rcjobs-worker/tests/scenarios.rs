@@ -412,6 +412,39 @@ async fn lifecycle_scenarios_converge() {
         "purged room still exists"
     );
 
+    // 11b. The bin item lands while the module still looks live (Moodle deleting without
+    //      the asynchronous flag, or the bin row committed first): the room is archived all
+    //      the same, and emptying the bin by bin id alone deletes it.
+    assert!(
+        visible.len() >= 3,
+        "fixture has at least three visible rooms"
+    );
+    let c = visible[2];
+    let room_c = env.room_id(c).await.unwrap();
+    env.enqueue_raw(
+        "recyclebin",
+        json!({"action": "trash", "cmid": c, "binid": 3}),
+    )
+    .await;
+    env.drain().await;
+    assert_eq!(
+        env.chat_members(&room_c).map(|(_, arch)| arch),
+        Some(true),
+        "room of a binned, still live-looking module not archived"
+    );
+    sqlx::query(sql("DELETE FROM {p}course_modules WHERE id = $1"))
+        .bind(c)
+        .execute(&p)
+        .await
+        .unwrap();
+    env.enqueue_raw("recyclebin", json!({"action": "purge", "binid": 3}))
+        .await;
+    env.drain().await;
+    assert!(
+        env.chat_members(&room_c).is_none(),
+        "emptying the bin left the room of a module binned while live"
+    );
+
     // 12. A room the worker did not create (made by the plugin) is never deleted.
     let plugin_room = {
         use rcjobs_chat::ChatBackend;
