@@ -59,8 +59,11 @@ ALTER SEQUENCE rcjobs.job_id_seq OWNED BY rcjobs.job.id;
 CREATE INDEX job_claim_idx ON rcjobs.job (queue, priority, run_at, id) WHERE state = 'ready';
 -- oldest ready age without scanning
 CREATE INDEX job_ready_run_at_idx ON rcjobs.job (run_at) WHERE state = 'ready';
--- sweep of expired leases
-CREATE INDEX job_lease_idx ON rcjobs.job (lease_until) WHERE state = 'running';
+-- sweep of expired leases. Keyed on lease_until (set exactly while a job runs), not on
+-- state: a partial index on state = 'running' is what the planner picks for every by-id
+-- lookup that also checks state = 'running' (acks, renewals) whenever its statistics say few
+-- jobs run, and then it walks every running row plus every dead entry left by finished jobs.
+CREATE INDEX job_lease_idx ON rcjobs.job (lease_until) WHERE lease_until IS NOT NULL;
 -- dedup: unique among jobs not yet started
 CREATE UNIQUE INDEX job_dedup_idx ON rcjobs.job (kind, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('ready', 'blocked');
@@ -110,8 +113,12 @@ CREATE TABLE rcjobs.worker (
 );
 
 -- ---------------------------------------------------------------------------------------------
--- O(1) statistics: statements append per-(queue, kind, state) deltas (no row locks, no hot row);
--- compact_stats() folds them into stat_count. Readers add both.
+-- O(1) statistics: every function below that moves a job appends per-(queue, kind, state)
+-- deltas in the same statement (no row locks, no hot row); compact_stats() folds them into
+-- stat_count. Readers add both. No triggers: a statement trigger with transition tables
+-- copies every changed row, payload included, and cost more than the change it counted.
+-- Writing rcjobs.job or rcjobs.job_history by hand skews the counters: recount_stats()
+-- rebuilds them.
 -- ---------------------------------------------------------------------------------------------
 CREATE TABLE rcjobs.stat_delta (
     queue text   NOT NULL,
@@ -126,58 +133,6 @@ CREATE TABLE rcjobs.stat_count (
     n     bigint NOT NULL,
     PRIMARY KEY (queue, kind, state)
 );
-
-CREATE FUNCTION rcjobs.trg_count_insert() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
-    SELECT queue, kind, state, count(*) FROM new_rows GROUP BY 1, 2, 3;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION rcjobs.trg_count_delete() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
-    SELECT queue, kind, state, -count(*) FROM old_rows GROUP BY 1, 2, 3;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION rcjobs.trg_count_update() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
-    SELECT queue, kind, state, sum(n)
-    FROM (SELECT queue, kind, state, count(*) AS n FROM new_rows GROUP BY 1, 2, 3
-          UNION ALL
-          SELECT queue, kind, state, -count(*) FROM old_rows GROUP BY 1, 2, 3) d
-    GROUP BY 1, 2, 3
-    HAVING sum(n) <> 0;
-    RETURN NULL;
-END $$;
-
--- one wakeup per statement that made a job runnable now
-CREATE FUNCTION rcjobs.trg_job_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM new_rows WHERE state = 'ready' AND run_at <= now()) THEN
-        PERFORM pg_notify('rcjobs_jobs', '');
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER job_count_ins AFTER INSERT ON rcjobs.job REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_insert();
-CREATE TRIGGER job_count_del AFTER DELETE ON rcjobs.job REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_delete();
-CREATE TRIGGER job_count_upd AFTER UPDATE ON rcjobs.job REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_update();
-CREATE TRIGGER job_notify_ins AFTER INSERT ON rcjobs.job REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_job_notify();
-CREATE TRIGGER history_count_ins AFTER INSERT ON rcjobs.job_history REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_insert();
-CREATE TRIGGER history_count_del AFTER DELETE ON rcjobs.job_history REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rcjobs.trg_count_delete();
 
 -- Folds deltas into stat_count; one compactor at a time (others return at once).
 CREATE FUNCTION rcjobs.compact_stats() RETURNS bigint
@@ -254,6 +209,19 @@ BEGIN
     RETURN k;
 END $$;
 
+-- Bookkeeping of one new job: its counter delta, and a wakeup when it can run now. Repeated
+-- pg_notify calls with the same payload in one transaction deliver one notification, so a
+-- statement enqueueing many jobs wakes the workers once.
+CREATE FUNCTION rcjobs.enqueued(p_queue text, p_kind text, p_state text, p_run_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO rcjobs.stat_delta (queue, kind, state, n) VALUES (p_queue, p_kind, p_state, 1);
+    IF p_state = 'ready' AND (p_run_at IS NULL OR p_run_at <= now()) THEN
+        PERFORM pg_notify('rcjobs_jobs', '');
+    END IF;
+END $$;
+
 -- Full single enqueue; returns the id and whether an existing pending job absorbed it.
 CREATE FUNCTION rcjobs.enqueue_ex(
     p_kind text, p_payload jsonb, p_queue text DEFAULT 'default', p_priority smallint DEFAULT 0,
@@ -277,6 +245,7 @@ BEGIN
         INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, max_attempts, exclusion_key)
         VALUES (id, p_kind, v_queue, v_state, coalesce(p_priority, 0), coalesce(p_run_at, now()), p_payload,
                 coalesce(p_max_attempts, k.max_attempts), p_exclusion_key);
+        PERFORM rcjobs.enqueued(v_queue, p_kind, v_state, p_run_at);
         deduplicated := false;
         RETURN;
     END IF;
@@ -298,6 +267,7 @@ BEGIN
             INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, max_attempts, dedup_key, exclusion_key)
             VALUES (id, p_kind, v_queue, v_state, coalesce(p_priority, 0), coalesce(p_run_at, now()), p_payload,
                     coalesce(p_max_attempts, k.max_attempts), p_dedup_key, p_exclusion_key);
+            PERFORM rcjobs.enqueued(v_queue, p_kind, v_state, p_run_at);
             deduplicated := false;
             RETURN;
         EXCEPTION WHEN unique_violation THEN
@@ -370,8 +340,15 @@ BEGIN
             SELECT s.nid, s.k, coalesce(s.q, 'default'), coalesce(s.pr, 0), coalesce(s.ra, now()), s.p,
                    coalesce(s.m, jk.max_attempts)
             FROM src s JOIN rcjobs.job_kind jk ON jk.name = s.k
+            RETURNING queue, kind),
+        cnt AS (
+            INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+            SELECT i.queue, i.kind, 'ready', count(*) FROM ins i GROUP BY 1, 2
             RETURNING 1)
-        SELECT s.o::integer, s.nid, false FROM src s, (SELECT count(*) FROM ins) c ORDER BY s.o;
+        SELECT s.o::integer, s.nid, false FROM src s, (SELECT count(*) FROM cnt) c ORDER BY s.o;
+        IF run_ats IS NULL OR EXISTS (SELECT 1 FROM unnest(run_ats) AS t(ra) WHERE t.ra IS NULL OR t.ra <= now()) THEN
+            PERFORM pg_notify('rcjobs_jobs', '');
+        END IF;
         RETURN;
     END IF;
     -- keys present: per-row path with full dedup/lane semantics
@@ -400,6 +377,8 @@ SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     r record;
     v_next bigint;
+    v_queue text;
+    v_kind text;
 BEGIN
     FOR r IN
         SELECT l.key FROM rcjobs.lane l
@@ -411,7 +390,11 @@ BEGIN
         UPDATE rcjobs.job SET state = 'ready'
         WHERE id = (SELECT b.id FROM rcjobs.job b WHERE b.exclusion_key = r.key AND b.state = 'blocked'
                     ORDER BY b.id LIMIT 1)
-        RETURNING id INTO v_next;
+        RETURNING id, queue, kind INTO v_next, v_queue, v_kind;
+        IF v_next IS NOT NULL THEN
+            INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+            VALUES (v_queue, v_kind, 'blocked', -1), (v_queue, v_kind, 'ready', 1);
+        END IF;
         IF v_next IS NULL THEN
             DELETE FROM rcjobs.lane WHERE key = r.key;
         ELSE
@@ -445,14 +428,56 @@ BEGIN
             d.dedup_key, d.exclusion_key, d.enqueued_at, d.started_at, now(), d.last_error, d.errors, d.snoozes,
             d.sup, d.worker_id
         FROM d
-        RETURNING id, exclusion_key)
+        RETURNING id, exclusion_key),
+    cnt AS (
+        INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+        SELECT x.queue, x.kind, x.state, sum(x.n) FROM (
+            SELECT d.queue, d.kind, d.state, -1 AS n FROM d
+            UNION ALL SELECT d.queue, d.kind, d.st, 1 FROM d) x
+        GROUP BY 1, 2, 3
+        RETURNING 1)
     SELECT count(*), array_agg(exclusion_key) FILTER (WHERE exclusion_key IS NOT NULL),
            array_agg(id) FILTER (WHERE exclusion_key IS NOT NULL)
-    INTO v_n, v_keys, v_heads FROM h;
+    INTO v_n, v_keys, v_heads FROM h, (SELECT count(*) FROM cnt) c;
     IF v_keys IS NOT NULL THEN
         PERFORM rcjobs.advance_lanes(v_keys, v_heads);
     END IF;
     RETURN v_n;
+END $$;
+
+-- Hot path: leases up to p_limit due jobs of p_queue (priority, run_at, id) with SKIP LOCKED.
+-- Each claim increments the attempt and the fencing token.
+CREATE FUNCTION rcjobs.claim_jobs(p_queue text, p_limit integer, p_lease_s double precision, p_worker uuid)
+RETURNS TABLE (id bigint, token integer, kind text, queue text, priority smallint, payload jsonb,
+               attempt integer, max_attempts integer, exclusion_key text, enqueued_at timestamptz,
+               run_at timestamptz, started_at timestamptz)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    -- Asynchronous commit, as for acks (docs/decisions/0001): a claim lost in a server crash
+    -- leaves the job ready with its old token; the worker's ack is then refused as stale and
+    -- the job runs again (at-least-once). Saves a WAL flush on the enqueue-to-start path.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    WITH c AS (
+        UPDATE rcjobs.job j
+        SET state = 'running', attempt = j.attempt + 1, token = j.token + 1,
+            lease_until = now() + make_interval(secs => p_lease_s), worker_id = p_worker, started_at = now()
+        WHERE j.id = ANY (ARRAY(
+              SELECT x.id FROM rcjobs.job x
+              WHERE x.state = 'ready' AND x.queue = p_queue AND x.run_at <= now()
+              ORDER BY x.priority, x.run_at, x.id
+              LIMIT p_limit
+              FOR UPDATE SKIP LOCKED))
+        RETURNING j.id, j.token, j.kind, j.queue, j.priority, j.payload, j.attempt, j.max_attempts,
+                  j.exclusion_key, j.enqueued_at, j.run_at, j.started_at),
+    cnt AS (
+        INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+        SELECT g.queue, g.kind, s.state, s.n
+        FROM (SELECT c.queue, c.kind, count(*) AS n FROM c GROUP BY 1, 2) g
+        CROSS JOIN LATERAL (VALUES ('ready', -g.n), ('running', g.n)) AS s(state, n)
+        RETURNING 1)
+    SELECT c.* FROM c, (SELECT count(*) FROM cnt) k;
 END $$;
 
 -- Hot path: CAS-complete running jobs; returns the ids accepted (others were stale).
@@ -464,16 +489,21 @@ DECLARE
     v_ids bigint[];
     v_keys text[];
     v_heads bigint[];
+    v_tok jsonb;
 BEGIN
     -- Asynchronous commit for this transaction only (see docs/decisions/0001): an ack lost in
     -- a server crash leaves the job 'running' with its lease, so the sweeper re-runs it
     -- (at-least-once). A later durable commit flushes the WAL past this one, so nothing that
     -- depended on the ack (a lane advance, a dedup enqueue) can survive without it.
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- One primary-key probe per id, tokens looked up in a map. Any join between the job
+    -- table and the unnested (id, token) list let the planner (whose statistics rarely see
+    -- running jobs, so it expects one) pick a nested loop over the whole list per row:
+    -- quadratic in the batch, 0.4 s for 1,000 acks.
+    SELECT jsonb_object_agg(u.id::text, u.token) INTO v_tok FROM unnest(p_ids, p_tokens) AS u(id, token);
     WITH d AS (
         DELETE FROM rcjobs.job j
-        WHERE j.id = ANY (p_ids) AND j.state = 'running'
-          AND (j.id, j.token) IN (SELECT u.id, u.token FROM unnest(p_ids, p_tokens) AS u(id, token))
+        WHERE j.id = ANY (p_ids) AND j.state = 'running' AND j.token = (v_tok ->> j.id::text)::integer
         RETURNING j.*),
     h AS (
         INSERT INTO rcjobs.job_history (id, kind, queue, state, priority, run_at, payload, attempt, max_attempts,
@@ -482,10 +512,16 @@ BEGIN
             d.dedup_key, d.exclusion_key, d.enqueued_at, d.started_at, now(), d.last_error, d.errors, d.snoozes,
             d.worker_id
         FROM d
-        RETURNING id, exclusion_key)
+        RETURNING id, exclusion_key),
+    cnt AS (
+        INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+        SELECT g.queue, g.kind, s.state, s.n
+        FROM (SELECT d.queue, d.kind, count(*) AS c FROM d GROUP BY 1, 2) g
+        CROSS JOIN LATERAL (VALUES ('running', -g.c), ('completed', g.c)) AS s(state, n)
+        RETURNING 1)
     SELECT array_agg(id), array_agg(exclusion_key) FILTER (WHERE exclusion_key IS NOT NULL),
            array_agg(id) FILTER (WHERE exclusion_key IS NOT NULL)
-    INTO v_ids, v_keys, v_heads FROM h;
+    INTO v_ids, v_keys, v_heads FROM h, (SELECT count(*) FROM cnt) c;
     IF v_keys IS NOT NULL THEN
         PERFORM rcjobs.advance_lanes(v_keys, v_heads);
     END IF;
@@ -512,6 +548,7 @@ DECLARE
     v_out text[];
     v_sup bigint[];
     v_tries integer := 0;
+    v_in jsonb;
 BEGIN
     -- lock the rows that still belong to the caller, decide each outcome
     IF to_regclass('pg_temp.rcjobs_settle') IS NULL THEN
@@ -519,16 +556,18 @@ BEGIN
             id bigint, action text, run_at timestamptz, err text, outcome text, sup bigint) ON COMMIT DELETE ROWS;
     END IF;
     TRUNCATE rcjobs_settle;
+    -- inputs by id in a map, probed per row (see complete_jobs: no join with the list)
+    SELECT jsonb_object_agg(u.id::text, jsonb_build_object('t', u.token, 'a', u.action, 'r', u.run_at, 'e', u.err))
+    INTO v_in FROM unnest(p_ids, p_tokens, p_actions, p_run_ats, p_errors) AS u(id, token, action, run_at, err);
     INSERT INTO rcjobs_settle (id, action, run_at, err, outcome)
-    SELECT s.id, s.action, s.run_at, s.err,
-           CASE WHEN s.action = 'dead' THEN 'dead'
-                WHEN s.action IN ('retry', 'expire') AND s.attempt >= s.max_attempts THEN 'dead'
+    SELECT s.id, s.a ->> 'a', (s.a ->> 'r')::timestamptz, s.a ->> 'e',
+           CASE WHEN s.a ->> 'a' = 'dead' THEN 'dead'
+                WHEN s.a ->> 'a' IN ('retry', 'expire') AND s.attempt >= s.max_attempts THEN 'dead'
                 ELSE 'pending' END
-    FROM (SELECT j.id, u.action, u.run_at, u.err, j.attempt, j.max_attempts
+    FROM (SELECT j.id, j.attempt, j.max_attempts, v_in -> (j.id::text) AS a
           FROM rcjobs.job j
-          JOIN unnest(p_ids, p_tokens, p_actions, p_run_ats, p_errors) AS u(id, token, action, run_at, err)
-            ON j.id = u.id
-          WHERE j.id = ANY (p_ids) AND j.state = 'running' AND (u.token IS NULL OR j.token = u.token)
+          WHERE j.id = ANY (p_ids) AND j.state = 'running'
+            AND (v_in -> (j.id::text) ->> 't' IS NULL OR j.token = (v_in -> (j.id::text) ->> 't')::integer)
           ORDER BY j.id
           FOR UPDATE OF j) s;
 
@@ -550,6 +589,7 @@ BEGIN
             WHERE s.outcome = 'pending' AND j.id = s.id AND j.dedup_key IS NOT NULL
               AND p.kind = j.kind AND p.dedup_key = j.dedup_key AND p.state IN ('ready', 'blocked') AND p.id <> j.id;
 
+            WITH u AS (
             UPDATE rcjobs.job j
             SET state = 'ready',
                 run_at = coalesce(s.run_at, now()),
@@ -561,7 +601,12 @@ BEGIN
                                     THEN greatest(0, extract(epoch FROM coalesce(s.run_at, now()) - now()))::integer
                                     ELSE j.fail_delay_s END
             FROM rcjobs_settle s
-            WHERE j.id = s.id AND s.outcome = 'pending';
+            WHERE j.id = s.id AND s.outcome = 'pending'
+            RETURNING j.queue, j.kind)
+            INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+            SELECT g.queue, g.kind, x.state, x.n
+            FROM (SELECT u.queue, u.kind, count(*) AS c FROM u GROUP BY 1, 2) g
+            CROSS JOIN LATERAL (VALUES ('running', -g.c), ('ready', g.c)) AS x(state, n);
             EXIT;
         EXCEPTION WHEN unique_violation THEN
             v_tries := v_tries + 1;
@@ -648,6 +693,7 @@ BEGIN
     LOOP
         job_id := r.id;
         v_sup := NULL;
+        INSERT INTO rcjobs.stat_delta (queue, kind, state, n) VALUES (r.queue, r.kind, 'dead', -1);
         IF r.dedup_key IS NOT NULL THEN
             SELECT p.id INTO v_sup FROM rcjobs.job p
             WHERE p.kind = r.kind AND p.dedup_key = r.dedup_key AND p.state IN ('ready', 'blocked');
@@ -664,6 +710,7 @@ BEGIN
                     dedup_key, exclusion_key, enqueued_at, last_error, errors, snoozes)
                 VALUES (r.id, r.kind, r.queue, v_state, r.priority, now(), r.payload, 0, r.max_attempts,
                     r.dedup_key, r.exclusion_key, r.enqueued_at, r.last_error, r.errors, r.snoozes);
+                PERFORM rcjobs.enqueued(r.queue, r.kind, v_state, NULL);
                 outcome := 'requeued';
             END IF;
         EXCEPTION WHEN unique_violation THEN
@@ -675,6 +722,7 @@ BEGIN
             r.superseded_by := v_sup;
             r.finished_at := now();
             INSERT INTO rcjobs.job_history SELECT r.*;
+            INSERT INTO rcjobs.stat_delta (queue, kind, state, n) VALUES (r.queue, r.kind, 'superseded', 1);
             outcome := 'superseded';
         END IF;
         RETURN NEXT;
@@ -688,12 +736,18 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_n bigint;
 BEGIN
-    DELETE FROM rcjobs.job_history h
-    WHERE h.id IN (SELECT x.id FROM rcjobs.job_history x
-                   WHERE (x.state <> 'dead' AND x.finished_at < now() - p_keep)
-                      OR (x.state = 'dead' AND x.finished_at < now() - p_keep_dead)
-                   LIMIT p_limit);
-    GET DIAGNOSTICS v_n = ROW_COUNT;
+    WITH d AS (
+        DELETE FROM rcjobs.job_history h
+        WHERE h.id IN (SELECT x.id FROM rcjobs.job_history x
+                       WHERE (x.state <> 'dead' AND x.finished_at < now() - p_keep)
+                          OR (x.state = 'dead' AND x.finished_at < now() - p_keep_dead)
+                       LIMIT p_limit)
+        RETURNING h.queue, h.kind, h.state),
+    cnt AS (
+        INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
+        SELECT d.queue, d.kind, d.state, -count(*) FROM d GROUP BY 1, 2, 3
+        RETURNING n)
+    SELECT coalesce(-sum(n), 0) INTO v_n FROM cnt;
     RETURN v_n;
 END $$;
 

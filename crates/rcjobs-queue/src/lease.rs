@@ -68,20 +68,12 @@ pub async fn claim(
     worker_id: Uuid,
 ) -> Result<Vec<ClaimedJob>, QueueError> {
     let rows: Vec<ClaimRow> = sqlx::query_as(
-        "UPDATE rcjobs.job j
-         SET state = 'running', attempt = j.attempt + 1, token = j.token + 1,
-             lease_until = now() + make_interval(secs => $3), worker_id = $4, started_at = now()
-         WHERE j.id = ANY (ARRAY(
-               SELECT id FROM rcjobs.job
-               WHERE state = 'ready' AND queue = $1 AND run_at <= now()
-               ORDER BY priority, run_at, id
-               LIMIT $2
-               FOR UPDATE SKIP LOCKED))
-         RETURNING j.id, j.token, j.kind, j.queue, j.priority, j.payload, j.attempt, j.max_attempts,
-                   j.exclusion_key, j.enqueued_at, j.run_at, j.started_at",
+        "SELECT id, token, kind, queue, priority, payload, attempt, max_attempts, exclusion_key,
+                enqueued_at, run_at, started_at
+         FROM rcjobs.claim_jobs($1, $2, $3, $4)",
     )
     .bind(queue)
-    .bind(limit as i64)
+    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
     .bind(lease_ttl.as_secs_f64())
     .bind(worker_id)
     .fetch_all(pool)
@@ -238,12 +230,15 @@ pub async fn renew(
     let ids: Vec<i64> = leases.iter().map(|l| l.0).collect();
     let tokens: Vec<i32> = leases.iter().map(|l| l.1).collect();
     // SKIP LOCKED: a row locked right now is being acknowledged or swept; waiting for it
-    // could deadlock with our own acker, and it is not lost until the row says so
+    // could deadlock with our own acker, and it is not lost until the row says so.
+    // Tokens come from a map, not a join with the list (see rcjobs.complete_jobs).
     let renewed: Vec<i64> = sqlx::query_scalar(
-        "WITH held AS (
-             SELECT j.id FROM rcjobs.job j
-             JOIN unnest($1::bigint[], $2::integer[]) AS u(id, token) ON j.id = u.id AND j.token = u.token
-             WHERE j.id = ANY ($1) AND j.state = 'running'
+        "WITH m AS MATERIALIZED (
+             SELECT jsonb_object_agg(u.id::text, u.token) AS tok
+             FROM unnest($1::bigint[], $2::integer[]) AS u(id, token)),
+         held AS (
+             SELECT j.id FROM rcjobs.job j, m
+             WHERE j.id = ANY ($1) AND j.state = 'running' AND j.token = (m.tok ->> j.id::text)::integer
              FOR UPDATE OF j SKIP LOCKED)
          UPDATE rcjobs.job j SET lease_until = now() + make_interval(secs => $3)
          FROM held WHERE j.id = held.id
@@ -265,9 +260,11 @@ pub async fn renew(
         .copied()
         .unzip();
     let busy: Vec<i64> = sqlx::query_scalar(
-        "SELECT j.id FROM rcjobs.job j
-         JOIN unnest($1::bigint[], $2::integer[]) AS u(id, token) ON j.id = u.id AND j.token = u.token
-         WHERE j.id = ANY ($1) AND j.state = 'running'",
+        "WITH m AS MATERIALIZED (
+             SELECT jsonb_object_agg(u.id::text, u.token) AS tok
+             FROM unnest($1::bigint[], $2::integer[]) AS u(id, token))
+         SELECT j.id FROM rcjobs.job j, m
+         WHERE j.id = ANY ($1) AND j.state = 'running' AND j.token = (m.tok ->> j.id::text)::integer",
     )
     .bind(&mids)
     .bind(&mtoks)

@@ -12,6 +12,25 @@ use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The counters (with uncompacted deltas) equal a full count of both tables.
+async fn assert_counters_match(db: &rcjobs_testkit::TestDb, when: &str) {
+    let s = stats(&db.pool).await.unwrap();
+    let mut got: Vec<(String, String, String, i64)> = s
+        .counts
+        .iter()
+        .map(|c| {
+            (
+                c.queue.clone(),
+                c.kind.clone(),
+                c.state.to_string(),
+                c.count,
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, truth(db).await, "counters after {when}");
+}
+
 async fn truth(db: &rcjobs_testkit::TestDb) -> Vec<(String, String, String, i64)> {
     sqlx::query_as(
         "SELECT queue, kind, state, count(*) FROM (SELECT queue, kind, state FROM rcjobs.job
@@ -270,4 +289,88 @@ async fn admin_list_cancel_and_prune() {
         .await
         .unwrap()
         .is_none());
+    assert_counters_match(&db, "cancel and prune").await;
+}
+
+#[tokio::test]
+async fn counters_follow_supersedes_sweeps_and_lanes() {
+    let db = common::db().await;
+    let w = Uuid::new_v4();
+    // a running job whose retry meets a newer pending job with its dedup key: superseded
+    enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({"v": 1})).dedup_key("d"),
+    )
+    .await
+    .unwrap();
+    let first = lease::claim(&db.pool, "default", 1, Duration::from_secs(30), w)
+        .await
+        .unwrap();
+    enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({"v": 2})).dedup_key("d"),
+    )
+    .await
+    .unwrap();
+    lease::settle(
+        &db.pool,
+        &[(
+            first[0].id,
+            first[0].token,
+            Settle::Retry {
+                run_at: chrono::Utc::now(),
+                error: "boom".into(),
+            },
+        )],
+    )
+    .await
+    .unwrap();
+    assert_counters_match(&db, "a superseded retry").await;
+    // three jobs on one lane; the head's lease expires and the sweeper takes it back, then it
+    // completes and the lane moves on
+    for i in 0..3 {
+        enqueue(
+            &db.pool,
+            &NewJob::new("noop", json!({"lane": i})).exclusion_key("lane"),
+        )
+        .await
+        .unwrap();
+    }
+    let got = lease::claim(&db.pool, "default", 10, Duration::from_millis(1), w)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2, "the pending dedup job and the lane head");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let swept = lease::sweep(&db.pool, 100).await.unwrap();
+    assert_eq!(swept.requeued, 2);
+    assert_counters_match(&db, "a sweep").await;
+    let again = lease::claim(&db.pool, "default", 10, Duration::from_secs(30), w)
+        .await
+        .unwrap();
+    lease::complete(
+        &db.pool,
+        &again.iter().map(|j| (j.id, j.token)).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert_counters_match(&db, "completions that advance a lane").await;
+    // a dead job redriven while a newer pending job covers it: superseded from dead
+    let dead = lease::claim(&db.pool, "default", 10, Duration::from_secs(30), w)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1, "the lane's second job");
+    lease::settle(
+        &db.pool,
+        &[(
+            dead[0].id,
+            dead[0].token,
+            Settle::Dead { error: "x".into() },
+        )],
+    )
+    .await
+    .unwrap();
+    rcjobs_queue::retry_all_dead(&db.pool).await.unwrap();
+    assert_counters_match(&db, "a redrive").await;
+    rcjobs_queue::stats::compact_stats(&db.pool).await.unwrap();
+    assert_counters_match(&db, "compaction").await;
 }

@@ -119,10 +119,14 @@ async fn flush(shared: &Arc<Shared>, batch: Vec<Ack>) {
             }
         }
     }
-    let mut slots = shared.slots();
-    for id in infos.keys() {
-        slots.remove(id);
+    {
+        let mut slots = shared.slots();
+        for id in infos.keys() {
+            slots.remove(id);
+        }
     }
+    // the claim loop counts acknowledged-but-unflushed jobs against its capacity
+    shared.freed.notify_one();
 }
 
 async fn with_retry<T, F, Fut>(what: &str, mut f: F) -> Option<T>

@@ -39,6 +39,9 @@ pub(crate) struct Slot {
     pub phase: Phase,
     pub abort: Option<AbortHandle>,
     pub lost: bool,
+    /// Local, conservative estimate of when the lease runs out (taken before the claim or
+    /// renewal was sent, so never later than the database's `lease_until`).
+    pub expires: Instant,
 }
 
 pub(crate) struct Shared {
@@ -207,7 +210,9 @@ async fn claim_loop<F>(
                 Err(_) => break,
             }
         }
-        let outstanding = (cfg.concurrency - sem.available_permits()) + buffer.len();
+        // Every job still held counts, including those whose acknowledgement is queued: a
+        // claim loop that outran a slow acker would pile up leases to renew and redeliver.
+        let outstanding = shared.slots().len();
         let capacity = limit.saturating_sub(outstanding);
         let can_claim = capacity >= min_claim;
         let mut failed = false;
@@ -218,6 +223,7 @@ async fn claim_loop<F>(
                 let queue = &cfg.queues[next_queue % cfg.queues.len()];
                 next_queue = next_queue.wrapping_add(1);
                 let want = cfg.batch_size.min(capacity);
+                let sent = Instant::now();
                 match lease::claim(&shared.pool, queue, want, cfg.lease_ttl, shared.id).await {
                     Ok(jobs) => {
                         error_backoff = Duration::from_millis(50);
@@ -240,6 +246,7 @@ async fn claim_loop<F>(
                                         phase: Phase::Buffered,
                                         abort: None,
                                         lost: false,
+                                        expires: sent + cfg.lease_ttl,
                                     },
                                 );
                             }
