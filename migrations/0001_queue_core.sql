@@ -209,6 +209,27 @@ BEGIN
     RETURN k;
 END $$;
 
+-- Puts job p_id on lane p_key; true when it is the lane's head (may run), false when it
+-- waits behind the head. A lane row already there is only share-locked, not updated: an
+-- upsert that rewrote it made every later enqueue on that lane in the same transaction walk
+-- all the row versions before it (quadratic: 4,000 jobs on one lane took 16 s). The share
+-- lock still makes advance_lanes (FOR UPDATE) wait until this job is committed and visible.
+CREATE FUNCTION rcjobs.join_lane(p_key text, p_id bigint) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_head bigint;
+BEGIN
+    LOOP
+        INSERT INTO rcjobs.lane (key, head_id) VALUES (p_key, p_id)
+        ON CONFLICT (key) DO NOTHING RETURNING head_id INTO v_head;
+        EXIT WHEN FOUND;
+        SELECT l.head_id INTO v_head FROM rcjobs.lane l WHERE l.key = p_key FOR SHARE;
+        EXIT WHEN FOUND;
+        -- the lane emptied and was dropped between the two statements: try again
+    END LOOP;
+    RETURN v_head = p_id;
+END $$;
+
 -- Bookkeeping of one new job: its counter delta, and a wakeup when it can run now. Repeated
 -- pg_notify calls with the same payload in one transaction deliver one notification, so a
 -- statement enqueueing many jobs wakes the workers once.
@@ -231,16 +252,13 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k rcjobs.job_kind;
     v_state text := 'ready';
-    v_head bigint;
     v_queue text := coalesce(p_queue, 'default');
 BEGIN
     k := rcjobs.check_job(p_kind, p_payload, v_queue, p_max_attempts);
     IF p_dedup_key IS NULL THEN
         id := nextval('rcjobs.job_id_seq');
         IF p_exclusion_key IS NOT NULL THEN
-            INSERT INTO rcjobs.lane AS l (key, head_id) VALUES (p_exclusion_key, id)
-            ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING l.head_id INTO v_head;
-            IF v_head <> id THEN v_state := 'blocked'; END IF;
+            IF NOT rcjobs.join_lane(p_exclusion_key, id) THEN v_state := 'blocked'; END IF;
         END IF;
         INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, max_attempts, exclusion_key)
         VALUES (id, p_kind, v_queue, v_state, coalesce(p_priority, 0), coalesce(p_run_at, now()), p_payload,
@@ -260,9 +278,7 @@ BEGIN
             id := nextval('rcjobs.job_id_seq');
             v_state := 'ready';
             IF p_exclusion_key IS NOT NULL THEN
-                INSERT INTO rcjobs.lane AS l (key, head_id) VALUES (p_exclusion_key, id)
-                ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING l.head_id INTO v_head;
-                IF v_head <> id THEN v_state := 'blocked'; END IF;
+                IF NOT rcjobs.join_lane(p_exclusion_key, id) THEN v_state := 'blocked'; END IF;
             END IF;
             INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, max_attempts, dedup_key, exclusion_key)
             VALUES (id, p_kind, v_queue, v_state, coalesce(p_priority, 0), coalesce(p_run_at, now()), p_payload,
@@ -454,10 +470,9 @@ RETURNS TABLE (id bigint, token integer, kind text, queue text, priority smallin
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
-    -- Asynchronous commit, as for acks (docs/decisions/0001): a claim lost in a server crash
-    -- leaves the job ready with its old token; the worker's ack is then refused as stale and
-    -- the job runs again (at-least-once). Saves a WAL flush on the enqueue-to-start path.
-    PERFORM set_config('synchronous_commit', 'off', true);
+    -- Durable commit, unlike acks: a claim lost in a server crash would put the job back with
+    -- its old token, and the next claim would hand the same token to a second worker while
+    -- the first may still be running it (two holders of one fence; a lane running twice).
     RETURN QUERY
     WITH c AS (
         UPDATE rcjobs.job j
@@ -592,7 +607,10 @@ BEGIN
             WITH u AS (
             UPDATE rcjobs.job j
             SET state = 'ready',
-                run_at = coalesce(s.run_at, now()),
+                -- a crashed or handed-back job keeps its place: it was due when claimed, and
+                -- sending it behind a long backlog would delay a crash redelivery by minutes
+                run_at = coalesce(s.run_at, CASE WHEN s.action IN ('expire', 'release')
+                                                 THEN least(j.run_at, now()) ELSE now() END),
                 lease_until = NULL,
                 worker_id = NULL,
                 attempt = CASE WHEN s.action IN ('snooze', 'release') THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
@@ -681,7 +699,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r rcjobs.job_history;
     v_state text;
-    v_head bigint;
     v_sup bigint;
 BEGIN
     FOR r IN
@@ -702,9 +719,7 @@ BEGIN
             IF v_sup IS NULL THEN
                 v_state := 'ready';
                 IF r.exclusion_key IS NOT NULL THEN
-                    INSERT INTO rcjobs.lane AS l (key, head_id) VALUES (r.exclusion_key, r.id)
-                    ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING l.head_id INTO v_head;
-                    IF v_head <> r.id THEN v_state := 'blocked'; END IF;
+                    IF NOT rcjobs.join_lane(r.exclusion_key, r.id) THEN v_state := 'blocked'; END IF;
                 END IF;
                 INSERT INTO rcjobs.job (id, kind, queue, state, priority, run_at, payload, attempt, max_attempts,
                     dedup_key, exclusion_key, enqueued_at, last_error, errors, snoozes)

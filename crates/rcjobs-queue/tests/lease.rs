@@ -183,6 +183,50 @@ async fn crashed_workers_jobs_rerun_within_ttl_plus_sweep() {
 }
 
 #[tokio::test]
+async fn a_swept_job_keeps_its_place_ahead_of_a_backlog() {
+    let db = common::db().await;
+    let first = enqueue(&db.pool, &NewJob::new("noop", json!({"first": true})))
+        .await
+        .unwrap()
+        .id;
+    let got = lease::claim(
+        &db.pool,
+        "default",
+        1,
+        Duration::from_millis(1),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got[0].id, first);
+    // a backlog that arrives while the job is (crashed) running
+    enqueue_many(
+        &db.pool,
+        &(0..50)
+            .map(|i| NewJob::new("noop", json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(lease::sweep(&db.pool, 100).await.unwrap().requeued, 1);
+    let next = lease::claim(
+        &db.pool,
+        "default",
+        1,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next[0].id, first,
+        "the redelivered job went behind jobs enqueued after it"
+    );
+    assert_eq!(next[0].attempt, 2);
+}
+
+#[tokio::test]
 async fn crash_redeliveries_count_towards_the_poison_limit() {
     let db = common::db().await;
     let id = enqueue(&db.pool, &NewJob::new("noop", json!({})).max_attempts(2))
