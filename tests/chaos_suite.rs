@@ -208,8 +208,11 @@ async fn enqueue_malformed(pool: &PgPool) -> Vec<i64> {
     ids
 }
 
-/// The killed worker's leases: waits until each was claimed again (token moved on) or
-/// finished, and returns how long after the kill that was; `None` when it held none.
+/// The killed worker's leases: waits until each was released (swept back to the queue,
+/// claimed again or finished) and returns how long after the kill that was; `None` when it
+/// held none. Released, not re-run: a swept job keeps its place, so it runs at once unless
+/// it is a low-priority one (a periodic reconcile at priority 10) waiting, by design, behind
+/// the suite's backlog of ordinary jobs.
 async fn recovery_time(
     pool: PgPool,
     worker: uuid::Uuid,
@@ -238,7 +241,8 @@ async fn recovery_time(
     loop {
         let waiting: Result<i64, _> = sqlx::query_scalar(
             "SELECT count(*) FROM unnest($1::bigint[], $2::int[]) AS l(id, token)
-              WHERE EXISTS (SELECT 1 FROM rcjobs.job j WHERE j.id = l.id AND j.token = l.token)",
+              WHERE EXISTS (SELECT 1 FROM rcjobs.job j
+                             WHERE j.id = l.id AND j.token = l.token AND j.state = 'running')",
         )
         .bind(&ids)
         .bind(&tokens)
@@ -248,6 +252,19 @@ async fn recovery_time(
             return Some((ids.len(), killed_at.elapsed().as_secs_f64()));
         }
         if killed_at.elapsed() > Duration::from_secs(300) {
+            let stuck: Vec<serde_json::Value> = sqlx::query_scalar(
+                "SELECT to_jsonb(j) - 'payload' - 'errors' FROM rcjobs.job j
+                  JOIN unnest($1::bigint[], $2::int[]) AS l(id, token) ON j.id = l.id AND j.token = l.token
+                 WHERE j.state = 'running'",
+            )
+            .bind(&ids)
+            .bind(&tokens)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            println!(
+                "chaos: leases of worker {worker}, killed 300 s ago, never released: {stuck:?}"
+            );
             return Some((ids.len(), f64::INFINITY));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -550,7 +567,7 @@ async fn chaos_nothing_lost_nothing_stuck_chat_equals_moodle() {
     assert!(kills >= 3 && terminated >= 1 && pg_restart.is_some());
     assert!(
         rec_s.iter().all(|s| s.is_finite()),
-        "a killed worker's jobs were never re-run: {rec_s:?}"
+        "a killed worker's leases were never released: {rec_s:?}"
     );
 
     for w in &mut workers {
