@@ -114,7 +114,8 @@ CREATE TABLE rcjobs.worker (
 
 -- ---------------------------------------------------------------------------------------------
 -- O(1) statistics: every function below that moves a job appends per-(queue, kind, state)
--- deltas in the same statement (no row locks, no hot row); compact_stats() folds them into
+-- deltas in the same statement (a data-modifying CTE, which runs whether or not the main
+-- query reads it; no row locks, no hot row); compact_stats() folds them into
 -- stat_count. Readers add both. No triggers: a statement trigger with transition tables
 -- copies every changed row, payload included, and cost more than the change it counted.
 -- Writing rcjobs.job or rcjobs.job_history by hand skews the counters: recount_stats()
@@ -359,9 +360,8 @@ BEGIN
             RETURNING queue, kind),
         cnt AS (
             INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
-            SELECT i.queue, i.kind, 'ready', count(*) FROM ins i GROUP BY 1, 2
-            RETURNING 1)
-        SELECT s.o::integer, s.nid, false FROM src s, (SELECT count(*) FROM cnt) c ORDER BY s.o;
+            SELECT i.queue, i.kind, 'ready', count(*) FROM ins i GROUP BY 1, 2)
+        SELECT s.o::integer, s.nid, false FROM src s ORDER BY s.o;
         IF run_ats IS NULL OR EXISTS (SELECT 1 FROM unnest(run_ats) AS t(ra) WHERE t.ra IS NULL OR t.ra <= now()) THEN
             PERFORM pg_notify('rcjobs_jobs', '');
         END IF;
@@ -450,11 +450,10 @@ BEGIN
         SELECT x.queue, x.kind, x.state, sum(x.n) FROM (
             SELECT d.queue, d.kind, d.state, -1 AS n FROM d
             UNION ALL SELECT d.queue, d.kind, d.st, 1 FROM d) x
-        GROUP BY 1, 2, 3
-        RETURNING 1)
+        GROUP BY 1, 2, 3)
     SELECT count(*), array_agg(exclusion_key) FILTER (WHERE exclusion_key IS NOT NULL),
            array_agg(id) FILTER (WHERE exclusion_key IS NOT NULL)
-    INTO v_n, v_keys, v_heads FROM h, (SELECT count(*) FROM cnt) c;
+    INTO v_n, v_keys, v_heads FROM h;
     IF v_keys IS NOT NULL THEN
         PERFORM rcjobs.advance_lanes(v_keys, v_heads);
     END IF;
@@ -490,9 +489,8 @@ BEGIN
         INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
         SELECT g.queue, g.kind, s.state, s.n
         FROM (SELECT c.queue, c.kind, count(*) AS n FROM c GROUP BY 1, 2) g
-        CROSS JOIN LATERAL (VALUES ('ready', -g.n), ('running', g.n)) AS s(state, n)
-        RETURNING 1)
-    SELECT c.* FROM c, (SELECT count(*) FROM cnt) k;
+        CROSS JOIN LATERAL (VALUES ('ready', -g.n), ('running', g.n)) AS s(state, n))
+    SELECT c.* FROM c;
 END $$;
 
 -- Hot path: CAS-complete running jobs; returns the ids accepted (others were stale).
@@ -532,11 +530,10 @@ BEGIN
         INSERT INTO rcjobs.stat_delta (queue, kind, state, n)
         SELECT g.queue, g.kind, s.state, s.n
         FROM (SELECT d.queue, d.kind, count(*) AS c FROM d GROUP BY 1, 2) g
-        CROSS JOIN LATERAL (VALUES ('running', -g.c), ('completed', g.c)) AS s(state, n)
-        RETURNING 1)
+        CROSS JOIN LATERAL (VALUES ('running', -g.c), ('completed', g.c)) AS s(state, n))
     SELECT array_agg(id), array_agg(exclusion_key) FILTER (WHERE exclusion_key IS NOT NULL),
            array_agg(id) FILTER (WHERE exclusion_key IS NOT NULL)
-    INTO v_ids, v_keys, v_heads FROM h, (SELECT count(*) FROM cnt) c;
+    INTO v_ids, v_keys, v_heads FROM h;
     IF v_keys IS NOT NULL THEN
         PERFORM rcjobs.advance_lanes(v_keys, v_heads);
     END IF;

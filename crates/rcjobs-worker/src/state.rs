@@ -166,16 +166,6 @@ impl SyncState {
         row.as_ref().map(room_from_row).transpose()
     }
 
-    /// Records the recycle-bin item of `cmid`'s mapping without touching anything else.
-    pub async fn set_binid(&self, cmid: i64, binid: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE rcjobs_sync.room SET binid = $2, updated_at = now() WHERE cmid = $1")
-            .bind(cmid)
-            .bind(binid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Inserts or replaces the mapping of `rec.cmid`. A room id held by another live mapping
     /// moves to this one (a restored activity takes over its old room).
     pub async fn put_room(&self, rec: &RoomRecord) -> Result<(), sqlx::Error> {

@@ -76,15 +76,13 @@ impl Engine {
                 // A bin item is only written by Moodle's pre-delete hook, so the binned module
                 // is on its way out even if its row still looks live (deletion without the
                 // asynchronous flag, or the bin row committed first).
-                let others: Vec<i64> = match (p.binid, p.cmid) {
-                    (Some(_), Some(c)) => live.iter().copied().filter(|&l| l != c).collect(),
-                    _ => live.clone(),
-                };
+                let binned = p.binid.and(p.cmid);
+                let others: Vec<i64> = live
+                    .iter()
+                    .copied()
+                    .filter(|&l| Some(l) != binned)
+                    .collect();
                 if !others.is_empty() {
-                    if let (Some(r), Some(b)) = (&rec, p.binid) {
-                        // Remember the bin item: emptying the bin must still find the room.
-                        self.state.set_binid(r.cmid, b).await?;
-                    }
                     return Ok(format!(
                         "room {room_id} still used by live course module(s) {others:?}: not archived"
                     ));
