@@ -2,7 +2,8 @@
 //! transaction pooling mode: migrations go direct, every queue statement of two
 //! `rcjobs worker` processes (claims, acknowledgements, heartbeats, follow-up enqueues, the
 //! sync state, Moodle reads) and the test's own enqueues go through PgBouncer, and a few
-//! thousand jobs run to completion with chat equal to Moodle at the end.
+//! thousand jobs run to completion with chat equal to Moodle at the end. Only each worker's
+//! LISTEN connection goes direct (`DATABASE_LISTEN_URL`).
 //!
 //! The server is the shared test server (nothing here restarts it); PgBouncer runs on a free
 //! loopback port with a small server pool, so many client connections really share few
@@ -44,11 +45,9 @@ fn supports_prepared_statements(version: &str) -> bool {
     ) >= (1, 21)
 }
 
-// Debian 12 ships PgBouncer 1.18, which cannot pool sqlx's named prepared statements in
-// transaction mode (first query: `prepared statement "sqlx_s_1" already exists`, even with
-// `statement-cache-capacity=0`). Run with `--ignored` where PgBouncer >= 1.21 is installed, or
-// once the crates use unnamed statements inside explicit transactions.
-#[ignore = "needs PgBouncer >= 1.21 (max_prepared_statements); Debian 12 ships 1.18"]
+// sqlx names its prepared statements (`sqlx_s_N`); PgBouncer carries them through transaction
+// pooling from 1.21 on (`max_prepared_statements`). Debian 12 ships 1.18, so
+// `scripts/ensure-pgbouncer.sh` builds Debian's newer source package when needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_run_through_pgbouncer_transaction_pooling() {
     let db = TestDb::new().await;
@@ -85,6 +84,10 @@ async fn workers_run_through_pgbouncer_transaction_pooling() {
         logs.clone(),
     );
     wspec.concurrency = 8;
+    // LISTEN needs a session of its own: that one connection goes direct.
+    wspec
+        .env
+        .push(("DATABASE_LISTEN_URL".to_owned(), db.url.clone()));
     let mut workers: Vec<WorkerProc> = (0..2)
         .map(|i| WorkerProc::spawn(&wspec, &format!("w{i}")))
         .collect();
@@ -148,6 +151,20 @@ async fn workers_run_through_pgbouncer_transaction_pooling() {
         m.total()
     );
     let _ = drained;
+    // Transaction pooling really happened: server connections were handed from client to
+    // client many times, and the named statements were carried by PgBouncer.
+    let st = bouncer.stats(&db.name);
+    let stat = |k: &str| st.get(k).copied().unwrap_or(0);
+    println!("pgbouncer: SHOW STATS for {}: {st:?}", db.name);
+    assert!(
+        stat("total_server_assignment_count") > 100,
+        "server connections were not shared between clients: {st:?}"
+    );
+    assert!(stat("total_xact_count") > JOBS / 100, "{st:?}");
+    assert!(
+        stat("total_client_parse_count") > 0 && stat("total_bind_count") > 0,
+        "no prepared statements went through PgBouncer: {st:?}"
+    );
     for w in &mut workers {
         let errors: Vec<String> = std::fs::read_to_string(&w.log)
             .unwrap_or_default()

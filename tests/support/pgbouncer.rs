@@ -1,5 +1,5 @@
-//! Debian's `pgbouncer` as a child process on a free loopback port, in front of a PostgreSQL
-//! server, in transaction pooling mode with trust auth. Installed with apt when missing.
+//! PgBouncer (1.21+, see `scripts/ensure-pgbouncer.sh`) as a child process on a free loopback port, in front of a PostgreSQL
+//! server, in transaction pooling mode with trust auth. Installed or built when missing.
 //! Killed (and its files removed) on drop.
 
 use std::path::PathBuf;
@@ -14,28 +14,25 @@ pub struct PgBouncer {
     pub port: u16,
 }
 
-/// The pgbouncer binary, installing Debian's package if it is missing.
+/// A pgbouncer binary that pools protocol-level prepared statements (1.21+), from
+/// `scripts/ensure-pgbouncer.sh`: an installed one that is new enough, Debian's package, or
+/// Debian's newer source package built once into `/usr/local/lib/rcjobs-pgbouncer`.
 pub fn ensure_installed() -> PathBuf {
-    for p in ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"] {
-        if std::path::Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    let env = [("DEBIAN_FRONTEND", "noninteractive")];
-    let update = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .envs(env)
-        .status();
-    assert!(update.is_ok_and(|s| s.success()), "apt-get update failed");
-    let install = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "pgbouncer"])
-        .envs(env)
-        .status();
-    assert!(
-        install.is_ok_and(|s| s.success()),
-        "apt-get install pgbouncer failed"
-    );
-    PathBuf::from("/usr/sbin/pgbouncer")
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-pgbouncer.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/ensure-pgbouncer.sh");
+    assert!(out.status.success(), "scripts/ensure-pgbouncer.sh failed");
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    assert!(!path.is_empty(), "scripts/ensure-pgbouncer.sh printed no path");
+    PathBuf::from(path)
 }
 
 /// `pgbouncer --version`'s first line.
@@ -125,6 +122,35 @@ impl PgBouncer {
     /// `postgres://postgres@127.0.0.1:PORT/DB` through PgBouncer.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// `SHOW STATS` of one database from the admin console (psql: the console speaks only the
+    /// simple query protocol): column name -> value.
+    pub fn stats(&self, db: &str) -> std::collections::HashMap<String, i64> {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-At", "-F", "\t", "-c", "SHOW STATS", "pgbouncer"])
+            .output()
+            .expect("psql SHOW STATS");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let header = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-A", "-F", "\t", "-c", "SHOW STATS", "pgbouncer"])
+            .output()
+            .expect("psql SHOW STATS");
+        let header = String::from_utf8_lossy(&header.stdout).into_owned();
+        let names: Vec<&str> = header.lines().next().unwrap_or_default().split('\t').collect();
+        text.lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&db))
+            .map(|cols| {
+                names
+                    .iter()
+                    .zip(cols)
+                    .filter_map(|(n, v)| v.parse().ok().map(|v| ((*n).to_owned(), v)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The last lines of its log.
