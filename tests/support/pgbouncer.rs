@@ -18,7 +18,8 @@ pub struct PgBouncer {
 /// `scripts/ensure-pgbouncer.sh`: an installed one that is new enough, Debian's package, or
 /// Debian's newer source package built once into `/usr/local/lib/rcjobs-pgbouncer`.
 pub fn ensure_installed() -> PathBuf {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-pgbouncer.sh");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-pgbouncer.sh");
     let out = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())
@@ -31,7 +32,10 @@ pub fn ensure_installed() -> PathBuf {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    assert!(!path.is_empty(), "scripts/ensure-pgbouncer.sh printed no path");
+    assert!(
+        !path.is_empty(),
+        "scripts/ensure-pgbouncer.sh printed no path"
+    );
     PathBuf::from(path)
 }
 
@@ -128,18 +132,37 @@ impl PgBouncer {
     /// simple query protocol): column name -> value.
     pub fn stats(&self, db: &str) -> std::collections::HashMap<String, i64> {
         let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-At", "-F", "\t", "-c", "SHOW STATS", "pgbouncer"])
             .output()
             .expect("psql SHOW STATS");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let header = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-A", "-F", "\t", "-c", "SHOW STATS", "pgbouncer"])
             .output()
             .expect("psql SHOW STATS");
         let header = String::from_utf8_lossy(&header.stdout).into_owned();
-        let names: Vec<&str> = header.lines().next().unwrap_or_default().split('\t').collect();
+        let names: Vec<&str> = header
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split('\t')
+            .collect();
         text.lines()
             .map(|l| l.split('\t').collect::<Vec<_>>())
             .find(|cols| cols.first() == Some(&db))

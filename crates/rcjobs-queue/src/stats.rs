@@ -75,8 +75,8 @@ type WorkerRow = (
 /// Workers whose last heartbeat is younger than this count as alive.
 pub const WORKER_ALIVE_WINDOW: Duration = Duration::from_secs(30);
 
-/// Reads the counters (plus not yet compacted deltas), the oldest ready age (one index
-/// probe) and the live workers.
+/// Reads the counters (plus not yet compacted deltas), the oldest ready age (a skip
+/// scan of the claim index: one probe per queue and priority) and the live workers.
 pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
     let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT queue, kind, state, sum(n)::bigint FROM (
@@ -97,10 +97,9 @@ pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
         });
     }
     let age: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM now() - run_at)::float8 FROM rcjobs.job
-         WHERE state = 'ready' ORDER BY run_at LIMIT 1",
+        "SELECT extract(epoch FROM now() - rcjobs.oldest_ready_run_at())::float8",
     )
-    .fetch_optional(pool)
+    .fetch_one(pool)
     .await?;
     let workers: Vec<WorkerRow> = sqlx::query_as(
         "SELECT id, hostname, pid, queues, concurrency, started_at, last_seen FROM rcjobs.worker

@@ -361,3 +361,62 @@ async fn counters_follow_supersedes_sweeps_and_lanes() {
     rcjobs_queue::stats::compact_stats(&db.pool).await.unwrap();
     assert_counters_match(&db, "compaction").await;
 }
+
+/// The gauge's skip scan of the claim index finds the oldest ready job whichever queue and
+/// priority group holds it, and ignores running and blocked jobs and future ones.
+#[tokio::test]
+async fn oldest_ready_age_spans_queues_and_priorities() {
+    let db = common::db().await;
+    let ago = |s: i64| chrono::Utc::now() - chrono::Duration::seconds(s);
+    let at = |q: &str, p: i16, t| {
+        NewJob::new("noop", json!({}))
+            .queue(q)
+            .priority(p)
+            .run_at(t)
+    };
+    for j in [
+        at("alpha", 0, ago(10)),
+        at("alpha", 5, ago(20)),
+        at("beta", -3, ago(30)),
+        at("beta", 9, ago(400)),
+        at("gamma", 0, ago(-3600)),
+    ] {
+        enqueue(&db.pool, &j).await.unwrap();
+    }
+    let age = || async { stats(&db.pool).await.unwrap().oldest_ready_age_seconds };
+    let a = age().await;
+    assert!(
+        (399.0..500.0).contains(&a),
+        "oldest is beta/9 at 400 s: {a}"
+    );
+
+    // once the oldest runs, the next group's oldest counts
+    let claimed = lease::claim(
+        &db.pool,
+        "beta",
+        10,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let a = age().await;
+    assert!(
+        (19.0..100.0).contains(&a),
+        "oldest ready is now alpha/5 at 20 s: {a}"
+    );
+
+    // a job blocked behind its exclusion lane head is not ready
+    enqueue(&db.pool, &at("delta", 0, ago(1000)).exclusion_key("lane"))
+        .await
+        .unwrap();
+    enqueue(&db.pool, &at("delta", 1, ago(5000)).exclusion_key("lane"))
+        .await
+        .unwrap();
+    let a = age().await;
+    assert!(
+        (999.0..1100.0).contains(&a),
+        "the lane head counts, its follower does not: {a}"
+    );
+}
