@@ -36,6 +36,9 @@ pub struct QueueBenchArgs {
     /// Handler concurrency per worker.
     #[arg(long, default_value_t = 1000)]
     pub concurrency: usize,
+    /// Acknowledgement statements in flight per worker.
+    #[arg(long, default_value_t = 2)]
+    pub ack_parallelism: usize,
     /// Jobs per bulk-enqueue statement.
     #[arg(long, default_value_t = 10_000)]
     pub enqueue_chunk: usize,
@@ -199,6 +202,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
             .concurrency(a.concurrency)
             .batch_size(a.batch)
             .prefetch(a.batch)
+            .ack_parallelism(a.ack_parallelism)
             .maintenance(i == 0)
             .hooks(hooks.clone())
             .wakeup(wakeup.clone())
@@ -276,6 +280,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         "jobs": a.jobs,
         "workers": a.workers,
         "batch": a.batch,
+        "ack_parallelism": a.ack_parallelism,
         "concurrency": a.concurrency,
         "enqueue_jobs_per_s": (a.jobs as f64 / enqueue_s).round(),
         "enqueue_seconds": enqueue_s,

@@ -1,9 +1,11 @@
-//! Batched acknowledgements: outcomes gather while the previous batch is in flight, then go
-//! to the database in one statement per kind (complete / settle).
+//! Batched acknowledgements: outcomes gather while earlier batches are in flight, then go to
+//! the database in one statement per kind (complete / settle), up to
+//! `ack_parallelism` batches at once.
 
 use super::hooks::{JobInfo, LeaseLoss};
 use super::runtime::{lease_lost, Shared};
 use crate::lease::{self, Settle, SettleOutcome};
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,23 +34,43 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
     let max = shared.config.ack_batch.max(1);
+    let parallel = shared.config.ack_parallelism.max(1);
     let mut stop: Option<oneshot::Sender<()>> = None;
-    while stop.is_none() {
-        let mut batch = Vec::new();
-        match rx.recv().await {
-            None => break,
-            Some(AckMsg::Ack(a)) => batch.push(a),
-            Some(AckMsg::Stop(tx)) => stop = Some(tx),
-        }
-        while batch.len() < max && stop.is_none() {
+    let mut closed = false;
+    let mut pending: Vec<Ack> = Vec::new();
+    let mut inflight = FuturesUnordered::new();
+    loop {
+        while !closed && stop.is_none() {
             match rx.try_recv() {
-                Ok(AckMsg::Ack(a)) => batch.push(a),
+                Ok(AckMsg::Ack(a)) => pending.push(a),
                 Ok(AckMsg::Stop(tx)) => stop = Some(tx),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
             }
         }
-        if !batch.is_empty() {
-            flush(&shared, batch).await;
+        let ending = stop.is_some() || closed;
+        // A second statement starts only with a worthwhile batch: small ones would trade the
+        // batching that makes acks cheap for parallelism the database cannot use.
+        let start = !pending.is_empty()
+            && inflight.len() < parallel
+            && (inflight.is_empty() || ending || pending.len() >= (max / 2).max(1));
+        if start {
+            let rest = pending.split_off(pending.len().min(max));
+            let batch = std::mem::replace(&mut pending, rest);
+            let sh = shared.clone();
+            inflight.push(async move { flush(&sh, batch).await });
+            continue;
+        }
+        if ending && pending.is_empty() && inflight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            m = rx.recv(), if !ending => match m {
+                Some(AckMsg::Ack(a)) => pending.push(a),
+                Some(AckMsg::Stop(tx)) => stop = Some(tx),
+                None => closed = true,
+            },
+            Some(()) = inflight.next(), if !inflight.is_empty() => {}
         }
     }
     if let Some(tx) = stop {

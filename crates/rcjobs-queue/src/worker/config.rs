@@ -30,6 +30,9 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// Most acknowledgements per statement.
     pub ack_batch: usize,
+    /// Acknowledgement statements in flight at once. With one, a worker's claims and acks
+    /// alternate and the database idles between them; two keep it busy (see BENCHMARKS.md).
+    pub ack_parallelism: usize,
     /// Whether this worker runs the sweeper, counter compaction and pruning.
     pub maintenance: bool,
     /// How long completed/cancelled/superseded jobs stay in history.
@@ -54,6 +57,7 @@ impl Default for WorkerConfig {
             shutdown_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             ack_batch: 1000,
+            ack_parallelism: 2,
             maintenance: true,
             history_retention: Duration::from_secs(7 * 86_400),
             dead_retention: Duration::from_secs(30 * 86_400),

@@ -116,6 +116,11 @@ impl WorkerBuilder {
         self.config.prefetch = n;
         self
     }
+    /// Acknowledgement statements in flight at once (at least one).
+    pub fn ack_parallelism(mut self, n: usize) -> Self {
+        self.config.ack_parallelism = n.max(1);
+        self
+    }
     /// Lease length; the heartbeat defaults to a third of it.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = ttl;
