@@ -36,6 +36,10 @@ pub struct QueueBenchArgs {
     /// Handler concurrency per worker.
     #[arg(long, default_value_t = 1000)]
     pub concurrency: usize,
+    /// How the bulk enqueue sends jobs: `copy` (rcjobs_queue::enqueue_copy) or `unnest`
+    /// (rcjobs.enqueue_many, the SQL function non-Rust producers call).
+    #[arg(long, value_enum, default_value_t = EnqueueMethod::Copy)]
+    pub enqueue_method: EnqueueMethod,
     /// Acknowledgement statements in flight per worker.
     #[arg(long, default_value_t = 2)]
     pub ack_parallelism: usize,
@@ -137,6 +141,15 @@ async fn bench_queue(s: &Settings, a: QueueBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `bench queue` bulk-enqueues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnqueueMethod {
+    /// `COPY … FROM STDIN` (rcjobs_queue::enqueue_copy).
+    Copy,
+    /// One `rcjobs.enqueue_many` statement (UNNEST) per chunk.
+    Unnest,
+}
+
 async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
     rcjobs_queue::migrate(pool).await?;
     rcjobs_queue::register_kind(pool, &KindSpec::new("bench_noop")).await?;
@@ -153,14 +166,23 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         let lo = p * per_task;
         let hi = ((p + 1) * per_task).min(a.jobs);
         let chunk = a.enqueue_chunk.max(1);
+        let method = a.enqueue_method;
         tasks.push(tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
             let mut i = lo;
             while i < hi {
                 let n = chunk.min(hi - i);
                 let jobs: Vec<NewJob> = (i..i + n)
                     .map(|k| NewJob::new("bench_noop", serde_json::json!({"n": k})))
                     .collect();
-                rcjobs_queue::enqueue_many(&pool, &jobs).await?;
+                match method {
+                    EnqueueMethod::Copy => {
+                        rcjobs_queue::enqueue_copy(&mut conn, &jobs).await?;
+                    }
+                    EnqueueMethod::Unnest => {
+                        rcjobs_queue::enqueue_many(&mut *conn, &jobs).await?;
+                    }
+                }
                 i += n;
             }
             Ok::<_, rcjobs_queue::QueueError>(())
@@ -281,6 +303,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         "workers": a.workers,
         "batch": a.batch,
         "ack_parallelism": a.ack_parallelism,
+        "enqueue_method": format!("{:?}", a.enqueue_method).to_lowercase(),
         "concurrency": a.concurrency,
         "enqueue_jobs_per_s": (a.jobs as f64 / enqueue_s).round(),
         "enqueue_seconds": enqueue_s,

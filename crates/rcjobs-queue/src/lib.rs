@@ -10,11 +10,13 @@
 //! - [`Worker`]: the runtime (handlers, concurrency, heartbeats, batching, shutdown).
 //! - [`admin`] and [`stats`]: inspection and repair, counters for metrics.
 
+mod copy;
 mod enqueue;
 mod error;
 mod kind;
 mod schema;
 
+pub use copy::enqueue_copy;
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewJob};
 pub use error::QueueError;
 pub use kind::{list_kinds, register_kind, KindSpec};
