@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 use support::procs::{WorkerProc, WorkerSpec};
 use support::site;
 
-/// A plain HTTP/1.1 GET: (status, body).
+/// A plain HTTP/1.1 GET: (status, body); status 0 when nothing listens.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return (0, String::new());
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -54,16 +56,16 @@ async fn sigterm_makes_readyz_503_while_running_jobs_finish() {
         logs.clone(),
     );
     wspec.concurrency = 8;
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::pg_cluster::free_port()));
+    wspec.metrics_addr = addr;
+    wspec.env.push(("RUST_LOG".into(), "info".into()));
     let mut w = WorkerProc::spawn(&wspec, "w");
     let worker_id = w.wait_registered(&pool, Duration::from_secs(60)).await;
     let t = Instant::now();
-    let addr = loop {
-        if let Some(a) = w.metrics_addr_from_log() {
-            break a;
-        }
+    while get(addr, "/healthz").0 != 200 {
         assert!(t.elapsed() < Duration::from_secs(30), "{}", w.log_tail());
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
     assert_eq!(get(addr, "/readyz").0, 200, "ready before the drain");
 
     site.sync_everything().await;
@@ -129,17 +131,27 @@ async fn sigterm_makes_readyz_503_while_running_jobs_finish() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = std::fs::read_to_string(&w.log).unwrap_or_default();
-    assert!(log.contains("worker stopped"), "clean exit expected:\n{}", w.log_tail());
+    assert!(
+        log.contains("worker stopped"),
+        "clean exit expected:\n{}",
+        w.log_tail()
+    );
     for id in held {
-        let (state, by): (String, Option<uuid::Uuid>) = sqlx::query_as(
-            "SELECT state, worker_id FROM rcjobs.job_history WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        assert_eq!(state, "completed", "job {id} finished by the draining worker");
-        assert_eq!(by, Some(worker_id), "job {id} was not handed to another worker");
+        let (state, by): (String, Option<uuid::Uuid>) =
+            sqlx::query_as("SELECT state, worker_id FROM rcjobs.job_history WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            state, "completed",
+            "job {id} finished by the draining worker"
+        );
+        assert_eq!(
+            by,
+            Some(worker_id),
+            "job {id} was not handed to another worker"
+        );
     }
     let _ = std::fs::remove_dir_all(&logs);
 }
