@@ -140,30 +140,22 @@ impl PgBouncer {
                 "-U",
                 "postgres",
             ])
-            .args(["-At", "-F", "\t", "-c", "SHOW STATS", "pgbouncer"])
+            .args([
+                "-A",
+                "-F",
+                "\t",
+                "-P",
+                "footer=off",
+                "-c",
+                "SHOW STATS",
+                "pgbouncer",
+            ])
             .output()
             .expect("psql SHOW STATS");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let header = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args(["-A", "-F", "\t", "-c", "SHOW STATS", "pgbouncer"])
-            .output()
-            .expect("psql SHOW STATS");
-        let header = String::from_utf8_lossy(&header.stdout).into_owned();
-        let names: Vec<&str> = header
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split('\t')
-            .collect();
-        text.lines()
+        let mut lines = text.lines();
+        let names: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+        lines
             .map(|l| l.split('\t').collect::<Vec<_>>())
             .find(|cols| cols.first() == Some(&db))
             .map(|cols| {
