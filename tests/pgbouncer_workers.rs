@@ -151,6 +151,16 @@ async fn workers_run_through_pgbouncer_transaction_pooling() {
         m.total()
     );
     let _ = drained;
+    // No session advisory lock was left on a pooled server connection (a migrator's lock and
+    // unlock through transaction pooling can land on different server connections).
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&direct)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0, "advisory locks left behind through PgBouncer");
     // Transaction pooling really happened: server connections were handed from client to
     // client many times, and the named statements were carried by PgBouncer.
     let st = bouncer.stats(&db.name);

@@ -189,9 +189,26 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
     rcjobs_queue::check_schema(&pool)
         .await
         .context("queue schema (run `rcjobs migrate`)")?;
-    rcjobs_worker::migrate(&pool)
+    // Usually `rcjobs migrate` has already done this: then no lock is taken. When it has not,
+    // migrate on the direct connection if there is one (the migrator's session advisory lock
+    // must not go through a transaction-pooling PgBouncer).
+    if rcjobs_worker::migrations_pending(&pool)
         .await
+        .context("reading schema rcjobs_sync")?
+    {
+        match &a.listen_database_url {
+            Some(url) => {
+                let direct = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .context("connecting to DATABASE_LISTEN_URL to migrate rcjobs_sync")?;
+                rcjobs_worker::migrate(&direct).await
+            }
+            None => rcjobs_worker::migrate(&pool).await,
+        }
         .context("migrating schema rcjobs_sync")?;
+    }
     let moodle_pool = if s.moodle_url() == s.database_url {
         pool.clone()
     } else {

@@ -37,8 +37,35 @@ pub use tokio_util::sync::CancellationToken;
 /// Creates or upgrades schema `rcjobs_sync` (its own migration history table
 /// `rcjobs_sync._sqlx_migrations`, so it never collides with the queue's migrations).
 pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    migrator().run(pool).await
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
     let mut m = sqlx::migrate!("./migrations");
     m.dangerous_set_table_name("rcjobs_sync._sqlx_migrations");
     m.create_schema("rcjobs_sync");
-    m.run(pool).await
+    m
+}
+
+/// Whether schema `rcjobs_sync` lacks a migration this binary has, read without the
+/// migrator's session advisory lock: a worker behind a transaction-pooling PgBouncer must not
+/// take that lock (lock and unlock can land on different server connections, and the lock
+/// then stays on one of them, blocking every later migrator).
+pub async fn migrations_pending(pool: &sqlx::PgPool) -> Result<bool, sqlx::Error> {
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('rcjobs_sync._sqlx_migrations')::text")
+            .fetch_one(pool)
+            .await?;
+    if table.is_none() {
+        return Ok(true);
+    }
+    let applied: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM rcjobs_sync._sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(migrator()
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .any(|m| applied.binary_search(&m.version).is_err()))
 }
