@@ -44,8 +44,8 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     FROM generate_series(1, p_n) AS g
 $$;
 
--- Validates the just-copied jobs p_ids (their kinds, payloads, queues, attempts and keys, as
--- enqueue_many does), adds their counter deltas and notifies the workers when one is due.
+-- Validates the just-copied jobs p_ids (their kinds, payloads, queues and attempt limits, as
+-- enqueue_many does; the COPY's column list leaves state, keys and tokens at their defaults), adds their counter deltas and notifies the workers when one is due.
 -- Returns how many there were.
 CREATE FUNCTION rcjobs.copy_finish(p_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -69,9 +69,7 @@ BEGIN
     FROM (SELECT j.queue, j.kind, count(*) AS n, bool_or(j.run_at <= now()) AS due,
                  count(*) FILTER (WHERE k.name IS NULL OR jsonb_typeof(j.payload) IS DISTINCT FROM 'object'
                      OR octet_length(j.payload::text) > k.max_payload_bytes OR NOT (j.payload ?& k.required_fields)
-                     OR j.queue = '' OR length(j.queue) > 100 OR j.max_attempts < 1
-                     OR j.state <> 'ready' OR j.dedup_key IS NOT NULL OR j.exclusion_key IS NOT NULL
-                     OR j.attempt <> 0 OR j.token <> 0) AS nbad
+                     OR j.queue = '' OR length(j.queue) > 100 OR j.max_attempts < 1) AS nbad
           FROM rcjobs.job j LEFT JOIN rcjobs.job_kind k ON k.name = j.kind
           WHERE j.id = ANY (p_ids)
           GROUP BY 1, 2) g;
@@ -84,10 +82,6 @@ BEGIN
                OR octet_length(j.payload::text) > k.max_payload_bytes OR NOT (j.payload ?& k.required_fields)
                OR j.queue = '' OR length(j.queue) > 100 OR j.max_attempts < 1)
         ORDER BY array_position(p_ids, j.id) LIMIT 1;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'rcjobs: a copied job must be new and ready, without dedup or exclusion key'
-                USING ERRCODE = '22023';
-        END IF;
         BEGIN
             PERFORM rcjobs.check_job(bad.kind, bad.payload, bad.queue, bad.max_attempts);
         EXCEPTION WHEN invalid_parameter_value THEN

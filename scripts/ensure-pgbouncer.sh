@@ -50,8 +50,7 @@ trap 'rm -rf "$work"' EXIT
 echo "deb-src $mirror $SUITE main" > "$work/src.list"
 apt_src=(-o Dir::Etc::sourcelist="$work/src.list" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0)
 apt-get "${apt_src[@]}" update -qq >&2
-(cd "$work" && apt-get "${apt_src[@]}" source --download-only pgbouncer >&2 2>/dev/null) \
-  || (cd "$work" && apt-get "${apt_src[@]}" source --download-only pgbouncer >&2)
+(cd "$work" && apt-get "${apt_src[@]}" source --download-only pgbouncer >&2)
 dsc=$(ls "$work"/pgbouncer_*.dsc | head -1)
 # The .dsc's checksums come from the signed Sources index apt just verified.
 dpkg-source --no-check -x "$dsc" "$work/src" >&2

@@ -88,6 +88,12 @@ async fn workers_run_through_pgbouncer_transaction_pooling() {
     wspec
         .env
         .push(("DATABASE_LISTEN_URL".to_owned(), db.url.clone()));
+    // The workers find their sync schema missing and create it themselves: its migrator's
+    // session lock must go over the direct URL, never through the pooler.
+    sqlx::query("DROP SCHEMA rcjobs_sync CASCADE")
+        .execute(&direct)
+        .await
+        .unwrap();
     let mut workers: Vec<WorkerProc> = (0..2)
         .map(|i| WorkerProc::spawn(&wspec, &format!("w{i}")))
         .collect();

@@ -111,13 +111,11 @@ pub async fn enqueue_copy(
         }
         copy.finish().await?;
     }
-    let copied: i32 = sqlx::query_scalar("SELECT rcjobs.copy_finish($1)")
+    // raises unless every reserved id was copied and every job is valid
+    sqlx::query("SELECT rcjobs.copy_finish($1)")
         .bind(&ids)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-    if copied != n {
-        return Err(QueueError::Conflict(format!("copied {copied} of {n} jobs")));
-    }
     tx.commit().await?;
     Ok(ids)
 }
