@@ -43,6 +43,9 @@ pub struct QueueBenchArgs {
     /// Acknowledgement statements in flight per worker.
     #[arg(long, default_value_t = 2)]
     pub ack_parallelism: usize,
+    /// How long a small batch of acknowledgements may wait for more, in milliseconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub ack_linger_ms: f64,
     /// Jobs per bulk-enqueue statement.
     #[arg(long, default_value_t = 10_000)]
     pub enqueue_chunk: usize,
@@ -158,6 +161,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         .await?;
 
     // 1. bulk enqueue
+    let cpu0 = CpuTimes::read();
     let t0 = Instant::now();
     let per_task = a.jobs.div_ceil(a.enqueue_parallel.max(1));
     let mut tasks = Vec::new();
@@ -192,6 +196,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         t.await??;
     }
     let enqueue_s = t0.elapsed().as_secs_f64();
+    let enqueue_cpu = cpu_used(cpu0, CpuTimes::read());
     sqlx::query("VACUUM ANALYZE rcjobs.job")
         .execute(pool)
         .await?;
@@ -218,6 +223,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
     let wakeup = Wakeup::start(pool);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
+    let cpu1 = CpuTimes::read();
     let t1 = Instant::now();
     for i in 0..a.workers.max(1) {
         let w = Worker::builder(pool.clone())
@@ -225,6 +231,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
             .batch_size(a.batch)
             .prefetch(a.batch)
             .ack_parallelism(a.ack_parallelism)
+            .ack_linger(Duration::from_secs_f64(a.ack_linger_ms.max(0.0) / 1e3))
             .maintenance(i == 0)
             .hooks(hooks.clone())
             .wakeup(wakeup.clone())
@@ -248,6 +255,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let drain_s = t1.elapsed().as_secs_f64();
+    let drain_cpu = cpu_used(cpu1, CpuTimes::read());
 
     // 3. idle latency: single enqueues, spaced out, workers idle
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -303,6 +311,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         "workers": a.workers,
         "batch": a.batch,
         "ack_parallelism": a.ack_parallelism,
+        "ack_linger_ms": a.ack_linger_ms,
         "enqueue_method": format!("{:?}", a.enqueue_method).to_lowercase(),
         "concurrency": a.concurrency,
         "enqueue_jobs_per_s": (a.jobs as f64 / enqueue_s).round(),
@@ -317,8 +326,60 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         // latency spent before the job exists for workers
         "enqueue_call_p50_ms": pct_of(&calls, 50.0),
         "enqueue_call_p99_ms": pct_of(&calls, 99.0),
+        // machine-wide CPU time per job (all processes: database, workers, producers), a
+        // figure less at the mercy of a noisy host than jobs/s; steal is time the
+        // hypervisor gave to others
+        "enqueue_cpu_us_per_job": enqueue_cpu.map(|c| c.busy_s * 1e6 / a.jobs as f64),
+        "drain_cpu_us_per_job": drain_cpu.map(|c| c.busy_s * 1e6 / a.jobs as f64),
+        "drain_steal_pct": drain_cpu.map(|c| c.steal_pct),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "pg_version": pg_version,
         "leases_and_fencing": true,
     }))
+}
+
+/// Machine-wide CPU time from `/proc/stat` (Linux); `None` elsewhere.
+#[derive(Debug, Clone, Copy)]
+struct CpuTimes {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+/// CPU used between two readings.
+#[derive(Debug, Clone, Copy)]
+struct CpuUse {
+    busy_s: f64,
+    steal_pct: f64,
+}
+
+impl CpuTimes {
+    fn read() -> Option<CpuTimes> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = text.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal ...
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+        let steal = at(7);
+        Some(CpuTimes {
+            busy,
+            steal,
+            total: busy + at(3) + at(4) + steal,
+        })
+    }
+}
+
+/// CPU used between two readings.
+fn cpu_used(before: Option<CpuTimes>, now: Option<CpuTimes>) -> Option<CpuUse> {
+    let (before, now) = (before?, now?);
+    // USER_HZ is 100 on every Linux architecture we build for
+    let busy_s = now.busy.saturating_sub(before.busy) as f64 / 100.0;
+    let total = now.total.saturating_sub(before.total).max(1) as f64;
+    let steal_pct = now.steal.saturating_sub(before.steal) as f64 * 100.0 / total;
+    Some(CpuUse { busy_s, steal_pct })
 }

@@ -35,10 +35,13 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
     let max = shared.config.ack_batch.max(1);
     let parallel = shared.config.ack_parallelism.max(1);
+    let linger = shared.config.ack_linger;
     let mut stop: Option<oneshot::Sender<()>> = None;
     let mut closed = false;
     let mut pending: Vec<Ack> = Vec::new();
     let mut inflight = FuturesUnordered::new();
+    // when the oldest pending acknowledgement arrived while nothing was in flight
+    let mut gather_since: Option<Instant> = None;
     loop {
         while !closed && stop.is_none() {
             match rx.try_recv() {
@@ -49,12 +52,22 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
             }
         }
         let ending = stop.is_some() || closed;
-        // A second statement starts only with a worthwhile batch: small ones would trade the
-        // batching that makes acks cheap for parallelism the database cannot use.
+        let worthwhile = pending.len() >= (max / 2).max(1);
+        if pending.is_empty() {
+            gather_since = None;
+        } else if gather_since.is_none() {
+            gather_since = Some(Instant::now());
+        }
+        // A statement has a fixed cost (~1-2 ms of database CPU) whatever its size, so under
+        // a steady stream a small batch waits up to `ack_linger` for company. A second
+        // statement starts only with a worthwhile batch: small ones would trade the batching
+        // that makes acks cheap for parallelism the database cannot use.
+        let gathered = gather_since.is_some_and(|t| t.elapsed() >= linger);
         let start = !pending.is_empty()
             && inflight.len() < parallel
-            && (inflight.is_empty() || ending || pending.len() >= (max / 2).max(1));
+            && (ending || worthwhile || (inflight.is_empty() && gathered));
         if start {
+            gather_since = None;
             let rest = pending.split_off(pending.len().min(max));
             let batch = std::mem::replace(&mut pending, rest);
             let sh = shared.clone();
@@ -64,6 +77,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
         if ending && pending.is_empty() && inflight.is_empty() {
             break;
         }
+        let wait_gather = inflight.is_empty() && !pending.is_empty();
+        let gather_deadline = gather_since
+            .map(|t| t + linger)
+            .unwrap_or_else(Instant::now);
         tokio::select! {
             m = rx.recv(), if !ending => match m {
                 Some(AckMsg::Ack(a)) => pending.push(a),
@@ -71,6 +88,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
                 None => closed = true,
             },
             Some(()) = inflight.next(), if !inflight.is_empty() => {}
+            _ = tokio::time::sleep_until(gather_deadline.into()), if wait_gather => {}
         }
     }
     if let Some(tx) = stop {

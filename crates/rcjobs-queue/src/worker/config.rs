@@ -33,6 +33,9 @@ pub struct WorkerConfig {
     /// Acknowledgement statements in flight at once. With one, a worker's claims and acks
     /// alternate and the database idles between them; two keep it busy (see BENCHMARKS.md).
     pub ack_parallelism: usize,
+    /// How long a small batch of acknowledgements may wait for more before its statement
+    /// starts (a statement costs about the same whether it carries 50 jobs or 500).
+    pub ack_linger: Duration,
     /// Whether this worker runs the sweeper, counter compaction and pruning.
     pub maintenance: bool,
     /// How long completed/cancelled/superseded jobs stay in history.
@@ -58,6 +61,7 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             ack_batch: 1000,
             ack_parallelism: 2,
+            ack_linger: Duration::from_millis(2),
             maintenance: true,
             history_retention: Duration::from_secs(7 * 86_400),
             dead_retention: Duration::from_secs(30 * 86_400),

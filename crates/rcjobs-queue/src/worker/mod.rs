@@ -121,6 +121,11 @@ impl WorkerBuilder {
         self.config.ack_parallelism = n.max(1);
         self
     }
+    /// How long a small batch of acknowledgements may wait for more (default 2 ms).
+    pub fn ack_linger(mut self, d: Duration) -> Self {
+        self.config.ack_linger = d;
+        self
+    }
     /// Lease length; the heartbeat defaults to a third of it.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = ttl;

@@ -194,7 +194,7 @@ async fn claim_loop<F>(
 {
     let cfg = &shared.config;
     let limit = cfg.concurrency + cfg.prefetch;
-    let min_claim = (cfg.batch_size.min(limit) / 4).max(1);
+    let min_claim = (cfg.batch_size.min(limit) / 2).max(1);
     let mut wake = wakeup.subscribe();
     let mut next_queue = 0usize;
     let mut error_backoff = Duration::from_millis(50);
