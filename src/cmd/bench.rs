@@ -257,8 +257,14 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
     let drain_s = t1.elapsed().as_secs_f64();
     let drain_cpu = cpu_used(cpu1, CpuTimes::read());
 
-    // 3. idle latency: single enqueues, spaced out, workers idle
+    // 3. idle latency: single enqueues, spaced out, workers idle. The drain left 200k dead
+    // rows and as many new history rows; vacuum them now, or autovacuum does it in the
+    // middle of the measurement and it measures the vacuum.
+    sqlx::query("VACUUM ANALYZE rcjobs.job, rcjobs.job_history")
+        .execute(pool)
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu2 = CpuTimes::read();
     starts.record.store(true, Ordering::Relaxed);
     // (id, before the call, the call's own round trip incl. its durable commit)
     let mut sent: Vec<(i64, Instant, f64)> = Vec::with_capacity(a.latency_samples);
@@ -278,6 +284,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         anyhow::ensure!(Instant::now() < deadline, "latency jobs did not finish");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let latency_cpu = cpu_used(cpu2, CpuTimes::read());
     let _ = stop.send(true);
     for w in workers {
         w.await??;
@@ -332,6 +339,7 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         "enqueue_cpu_us_per_job": enqueue_cpu.map(|c| c.busy_s * 1e6 / a.jobs as f64),
         "drain_cpu_us_per_job": drain_cpu.map(|c| c.busy_s * 1e6 / a.jobs as f64),
         "drain_steal_pct": drain_cpu.map(|c| c.steal_pct),
+        "latency_steal_pct": latency_cpu.map(|c| c.steal_pct),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "pg_version": pg_version,
         "leases_and_fencing": true,

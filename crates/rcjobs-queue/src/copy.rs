@@ -1,16 +1,21 @@
 //! Bulk enqueue by `COPY`: the fastest way to add many plain jobs.
 //!
-//! Ids are reserved first (so they can be returned in input order), the rows are streamed
-//! with `COPY … FROM STDIN` straight into the job table, and `rcjobs.copy_finish` then
-//! validates them exactly as `rcjobs.enqueue_many` would, adds their counter deltas and
-//! wakes the workers, all in one transaction (a savepoint inside the caller's own). An
-//! invalid job rejects the whole batch, naming its position.
+//! Ids are reserved first (so they can be returned in input order), the jobs are checked
+//! here exactly as `rcjobs.check_job` would check them (same messages; see
+//! [`crate::jsonb_text_len`] for the one check that needs care), the rows are streamed with
+//! `COPY … FROM STDIN` straight into the job table, and `rcjobs.copy_counted` adds their
+//! counter deltas and wakes the workers, all in one transaction (a savepoint inside the
+//! caller's own). An invalid job rejects the whole batch, naming its position. When a
+//! payload's size can only be told by the database, `rcjobs.copy_finish` reads the batch
+//! back and checks it there instead.
 
+use crate::copy_check::{refusal, KindRule};
 use crate::{NewJob, QueueError};
 use serde_json::Value;
+use sqlx::types::Json;
 use sqlx::{Connection, PgConnection};
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// Enqueues `jobs` by `COPY` and returns their ids in input order.
 ///
@@ -53,16 +58,17 @@ pub async fn enqueue_copy(
     kinds.dedup();
 
     let mut tx = conn.begin().await?;
-    let (ids, defaults): (Vec<i64>, Option<sqlx::types::Json<HashMap<String, i32>>>) =
-        sqlx::query_as(
-            "SELECT rcjobs.reserve_job_ids($1),
-                    (SELECT jsonb_object_agg(name, max_attempts) FROM rcjobs.job_kind WHERE name = ANY ($2))",
-        )
-        .bind(n)
-        .bind(&kinds)
-        .fetch_one(&mut *tx)
-        .await?;
-    let defaults = defaults.map(|d| d.0).unwrap_or_default();
+    let (mut ids, rules): (Vec<i64>, Option<Json<HashMap<String, KindRule>>>) = sqlx::query_as(
+        "SELECT rcjobs.reserve_job_ids($1),
+                (SELECT jsonb_object_agg(name, jsonb_build_object('max_attempts', max_attempts,
+                        'max_payload_bytes', max_payload_bytes, 'required_fields', required_fields))
+                 FROM rcjobs.job_kind WHERE name = ANY ($2))",
+    )
+    .bind(n)
+    .bind(&kinds)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rules = rules.map(|r| r.0).unwrap_or_default();
     if ids.len() != jobs.len() {
         return Err(QueueError::Conflict(format!(
             "reserved {} ids for {} jobs",
@@ -70,31 +76,52 @@ pub async fn enqueue_copy(
             jobs.len()
         )));
     }
+    // one statement's nextval calls increase; in input order they keep FIFO among the batch
+    ids.sort_unstable();
+
+    // The checks rcjobs.check_job makes, here, so the database need not read the rows back.
+    let mut sized = true;
+    let now = chrono::Utc::now();
+    let mut due = false;
+    let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let rule = rules.get(&job.kind);
+        if let Some(why) = refusal(job, rule, &mut sized) {
+            return Err(QueueError::Rejected(format!(
+                "{why} (job {} of {})",
+                i + 1,
+                jobs.len()
+            )));
+        }
+        *counts.entry((&job.queue, &job.kind)).or_default() += 1;
+        due |= job.run_at.is_none_or(|t| t <= now);
+    }
 
     // Jobs without a start time take the column default (the server's now()), so they go in
     // a COPY that leaves run_at out; delayed ones in a second.
+    let mut copied = 0u64;
+    let mut payload = Vec::new();
     for delayed in [false, true] {
-        let mut buf = String::new();
+        let mut buf: Vec<u8> = Vec::new();
         for (job, id) in jobs.iter().zip(&ids) {
             if job.run_at.is_some() != delayed {
                 continue;
             }
-            // An unknown kind gets a placeholder limit: copy_finish rejects it by name.
             let max = job
                 .max_attempts
-                .or_else(|| defaults.get(&job.kind).copied())
+                .or_else(|| rules.get(&job.kind).map(|r| r.max_attempts))
                 .unwrap_or(1);
             let _ = write!(buf, "{id}\t");
-            push_field(&mut buf, &job.kind);
-            buf.push('\t');
-            push_field(&mut buf, &job.queue);
+            push_field(&mut buf, job.kind.as_bytes());
+            buf.push(b'\t');
+            push_field(&mut buf, job.queue.as_bytes());
             let _ = write!(buf, "\t{}\t", job.priority);
-            push_payload(&mut buf, &job.payload)?;
+            push_payload(&mut buf, &mut payload, &job.payload)?;
             let _ = write!(buf, "\t{max}");
             if let Some(t) = job.run_at {
                 let _ = write!(buf, "\t{}", t.to_rfc3339());
             }
-            buf.push('\n');
+            buf.push(b'\n');
         }
         if buf.is_empty() {
             continue;
@@ -105,38 +132,72 @@ pub async fn enqueue_copy(
             "COPY rcjobs.job (id, kind, queue, priority, payload, max_attempts) FROM STDIN"
         };
         let mut copy = tx.copy_in_raw(stmt).await?;
-        if let Err(e) = copy.send(buf.into_bytes()).await {
+        if let Err(e) = copy.send(buf).await {
             let _ = copy.abort("rcjobs: send failed").await;
             return Err(e.into());
         }
-        copy.finish().await?;
+        copied += copy.finish().await?;
     }
-    // raises unless every reserved id was copied and every job is valid
-    sqlx::query("SELECT rcjobs.copy_finish($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    if copied != jobs.len() as u64 {
+        return Err(QueueError::Conflict(format!(
+            "COPY stored {copied} of {} jobs",
+            jobs.len()
+        )));
+    }
+    if sized {
+        let mut queues = Vec::with_capacity(counts.len());
+        let mut kinds = Vec::with_capacity(counts.len());
+        let mut ns = Vec::with_capacity(counts.len());
+        for ((q, k), c) in counts {
+            queues.push(q);
+            kinds.push(k);
+            ns.push(c);
+        }
+        sqlx::query("SELECT rcjobs.copy_counted($1, $2, $3, $4)")
+            .bind(&queues)
+            .bind(&kinds)
+            .bind(&ns)
+            .bind(due)
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        // a payload whose size only the database can tell: it checks the whole batch
+        sqlx::query("SELECT rcjobs.copy_finish($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(ids)
 }
 
 /// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
-fn push_field(buf: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '\t' => buf.push_str("\\t"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            c => buf.push(c),
-        }
+fn push_field(buf: &mut Vec<u8>, s: &[u8]) {
+    let mut from = 0;
+    for (i, b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        buf.extend_from_slice(&s[from..i]);
+        buf.extend_from_slice(esc);
+        from = i + 1;
     }
+    buf.extend_from_slice(&s[from..]);
 }
 
-fn push_payload(buf: &mut String, payload: &Value) -> Result<(), QueueError> {
-    let text = serde_json::to_string(payload)
+fn push_payload(
+    buf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    payload: &Value,
+) -> Result<(), QueueError> {
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, payload)
         .map_err(|e| QueueError::Rejected(format!("rcjobs: payload is not serialisable: {e}")))?;
-    push_field(buf, &text);
+    push_field(buf, scratch);
     Ok(())
 }
 
@@ -146,8 +207,8 @@ mod tests {
 
     #[test]
     fn copy_text_escapes() {
-        let mut b = String::new();
-        push_field(&mut b, "a\\b\tc\nd\re");
-        assert_eq!(b, "a\\\\b\\tc\\nd\\re");
+        let mut b = Vec::new();
+        push_field(&mut b, "a\\b\tc\nd\re".as_bytes());
+        assert_eq!(b, b"a\\\\b\\tc\\nd\\re");
     }
 }

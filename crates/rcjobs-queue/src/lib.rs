@@ -11,12 +11,14 @@
 //! - [`admin`] and [`stats`]: inspection and repair, counters for metrics.
 
 mod copy;
+mod copy_check;
 mod enqueue;
 mod error;
 mod kind;
 mod schema;
 
 pub use copy::enqueue_copy;
+pub use copy_check::jsonb_text_len;
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewJob};
 pub use error::QueueError;
 pub use kind::{list_kinds, register_kind, KindSpec};

@@ -114,12 +114,20 @@ async fn an_invalid_job_rejects_the_whole_batch_naming_it() {
     ];
     let mut conn = db.pool.acquire().await.unwrap();
     for (bad, want) in cases {
+        let keyed = bad.dedup_key.is_some() || bad.exclusion_key.is_some();
         let jobs = vec![ok(), ok(), bad, ok()];
         match enqueue_copy(&mut conn, &jobs).await {
             Err(QueueError::Rejected(m)) => {
                 assert!(m.starts_with("rcjobs:"), "{m}");
                 assert!(m.contains(want), "{m} should contain {want}");
                 assert!(m.contains("job 3 of 4"), "{m} should name the position");
+                if !keyed {
+                    // checked in Rust, worded as the database words it
+                    match rcjobs_queue::enqueue_many(&db.pool, &jobs).await {
+                        Err(QueueError::Rejected(sql)) => assert_eq!(m, sql),
+                        other => panic!("enqueue_many should refuse too, got {other:?}"),
+                    }
+                }
             }
             other => panic!("expected a rejection containing {want}, got {other:?}"),
         }
@@ -183,4 +191,54 @@ async fn copied_jobs_wake_a_waiting_worker_and_run() {
     .await;
     running.shutdown().await;
     assert_eq!(ran.load(Ordering::SeqCst), 300);
+}
+
+#[tokio::test]
+async fn payload_sizes_computed_here_match_the_database() {
+    let db = common::db().await;
+    let payloads = [
+        json!({}),
+        json!({"n": 1}),
+        json!({"user_id": -42, "course": {"id": 7, "tags": ["a", "b c", ""]}, "ok": true, "x": null}),
+        json!({"text": "tab\there \"quoted\" back\\slash \u{1} \u{1f} \u{7f} caf\u{e9} \u{1f600}"}),
+        json!({"floats": [0.1, 2.5, -3.25, 1.0, 123456.789], "big": u64::MAX, "small": i64::MIN}),
+        json!({"nested": [[[]], [{}], {"k": [1, {"z": "y"}]}]}),
+    ];
+    for p in payloads {
+        let db_len: i32 = sqlx::query_scalar("SELECT octet_length($1::jsonb::text)")
+            .bind(sqlx::types::Json(&p))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            rcjobs_queue::jsonb_text_len(&p),
+            Some(db_len as usize),
+            "{p}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_size_only_the_database_can_tell_is_checked_there() {
+    let db = common::db().await;
+    // numeric prints 1e300 as 301 digits: over the course kind's 1,024-byte limit although
+    // serde_json's text is short
+    assert_eq!(rcjobs_queue::jsonb_text_len(&json!({"x": 1e300})), None);
+    let big = NewJob::new(
+        "course",
+        json!({"course_id": 1, "pad": [1e300, 1e300, 1e300, 1e300]}),
+    );
+    let ok = NewJob::new("course", json!({"course_id": 2, "x": 1e20}));
+    let mut conn = db.pool.acquire().await.unwrap();
+    match enqueue_copy(&mut conn, &[ok.clone(), big]).await {
+        Err(QueueError::Rejected(m)) => {
+            assert!(m.contains("over the limit of 1024 bytes"), "{m}");
+            assert!(m.contains("job 2 of 2"), "{m}");
+        }
+        other => panic!("expected a size rejection, got {other:?}"),
+    }
+    let ids = enqueue_copy(&mut conn, &[ok.clone(), ok]).await.unwrap();
+    drop(conn);
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ready_count(&stats(&db.pool).await.unwrap(), "course"), 2);
 }
