@@ -230,6 +230,7 @@ async fn claim_loop<F>(
                         got = jobs.len();
                         if got > 0 {
                             shared.hooks.claim_batch(queue, got);
+                            let mut names = Interner::default();
                             let mut slots = shared.slots();
                             for j in &jobs {
                                 slots.insert(
@@ -238,8 +239,8 @@ async fn claim_loop<F>(
                                         token: j.token,
                                         info: JobInfo {
                                             id: j.id,
-                                            kind: Arc::from(j.kind.as_str()),
-                                            queue: Arc::from(j.queue.as_str()),
+                                            kind: names.get(&j.kind),
+                                            queue: names.get(&j.queue),
                                             attempt: j.attempt,
                                         },
                                         lease: CancellationToken::new(),
@@ -285,6 +286,25 @@ async fn claim_loop<F>(
             }
             _ = tokio::time::sleep(cfg.poll_interval) => {}
         }
+    }
+}
+
+/// Shares one `Arc<str>` among the jobs of a batch that carry the same kind or queue name
+/// (a batch usually has one or two of each), instead of one allocation per job and name.
+#[derive(Default)]
+struct Interner(Vec<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(a) = self.0.iter().find(|a| ***a == *name) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(name);
+        // a batch of many distinct names gains nothing from a longer search
+        if self.0.len() < 8 {
+            self.0.push(a.clone());
+        }
+        a
     }
 }
 
