@@ -85,17 +85,6 @@ pub fn reconcile_dedup_key(period_start: i64) -> String {
     format!("reconcile_all:{period_start}")
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 impl Job {
     /// Parses a payload of `kind`, in the stored shape or in mod_rocketchat's customdata
     /// shape (which is reduced to ids: user rows and member snapshots are dropped).
@@ -110,7 +99,7 @@ impl Job {
         if !payload.is_object() {
             return Err(PayloadError::NotAnObject {
                 kind,
-                got: json_type(payload),
+                got: rcjobs_queue::jsonb_typeof(payload),
             });
         }
         fn de<T: serde::de::DeserializeOwned>(kind: Kind, v: &Value) -> Result<T, PayloadError> {

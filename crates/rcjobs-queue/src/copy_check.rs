@@ -66,8 +66,9 @@ pub(crate) fn refusal(job: &NewJob, rule: Option<&KindRule>, sized: &mut bool) -
     None
 }
 
-/// `jsonb_typeof` of a value.
-fn jsonb_typeof(v: &Value) -> &'static str {
+/// What Postgres's `jsonb_typeof` answers for a value (`"object"`, `"array"`, …): the word
+/// the queue's messages use for a payload of the wrong type.
+pub fn jsonb_typeof(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

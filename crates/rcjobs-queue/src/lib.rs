@@ -18,7 +18,7 @@ mod kind;
 mod schema;
 
 pub use copy::enqueue_copy;
-pub use copy_check::jsonb_text_len;
+pub use copy_check::{jsonb_text_len, jsonb_typeof};
 pub use enqueue::{enqueue, enqueue_many, Enqueued, NewJob};
 pub use error::QueueError;
 pub use kind::{list_kinds, register_kind, KindSpec};

@@ -91,7 +91,6 @@ pub struct JobContext {
     pub enqueued_at: DateTime<Utc>,
     pub(crate) token: i32,
     pub(crate) lease: CancellationToken,
-    pub(crate) _private: Arc<()>,
 }
 
 impl JobContext {
@@ -108,7 +107,6 @@ impl JobContext {
             enqueued_at: Utc::now(),
             token: 0,
             lease: CancellationToken::new(),
-            _private: Arc::new(()),
         }
     }
 

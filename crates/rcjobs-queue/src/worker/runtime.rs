@@ -333,7 +333,6 @@ fn start_job(shared: &Arc<Shared>, job: ClaimedJob, permit: OwnedSemaphorePermit
         enqueued_at: job.enqueued_at,
         token: job.token,
         lease,
-        _private: Arc::new(()),
     };
     let sh = shared.clone();
     let id = job.id;
