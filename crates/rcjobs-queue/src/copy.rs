@@ -9,7 +9,7 @@
 //! payload's size can only be told by the database, `rcjobs.copy_finish` reads the batch
 //! back and checks it there instead.
 
-use crate::copy_check::{refusal, KindRule};
+use crate::copy_check::{check, KindRule};
 use crate::{NewJob, QueueError};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -84,15 +84,13 @@ pub async fn enqueue_copy(
     let now = chrono::Utc::now();
     let mut due = false;
     let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
+    // each job's attempt limit: its own, or its kind's
+    let mut limits = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
-        let rule = rules.get(&job.kind);
-        if let Some(why) = refusal(job, rule, &mut sized) {
-            return Err(QueueError::Rejected(format!(
-                "{why} (job {} of {})",
-                i + 1,
-                jobs.len()
-            )));
-        }
+        let rule = check(job, rules.get(&job.kind), &mut sized).map_err(|why| {
+            QueueError::Rejected(format!("{why} (job {} of {})", i + 1, jobs.len()))
+        })?;
+        limits.push(job.max_attempts.unwrap_or(rule.max_attempts));
         *counts.entry((&job.queue, &job.kind)).or_default() += 1;
         due |= job.run_at.is_none_or(|t| t <= now);
     }
@@ -103,14 +101,10 @@ pub async fn enqueue_copy(
     let mut payload = Vec::new();
     for delayed in [false, true] {
         let mut buf: Vec<u8> = Vec::new();
-        for (job, id) in jobs.iter().zip(&ids) {
+        for ((job, id), max) in jobs.iter().zip(&ids).zip(&limits) {
             if job.run_at.is_some() != delayed {
                 continue;
             }
-            let max = job
-                .max_attempts
-                .or_else(|| rules.get(&job.kind).map(|r| r.max_attempts))
-                .unwrap_or(1);
             let _ = write!(buf, "{id}\t");
             push_field(&mut buf, job.kind.as_bytes());
             buf.push(b'\t');

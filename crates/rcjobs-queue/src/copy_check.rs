@@ -21,22 +21,27 @@ pub(crate) struct KindRule {
     pub required_fields: Vec<String>,
 }
 
-/// Why a job is refused, with `check_job`'s wording; `None` when it is accepted. `sized` is
-/// false when the size could not be computed here (the database must check it).
-pub(crate) fn refusal(job: &NewJob, rule: Option<&KindRule>, sized: &mut bool) -> Option<String> {
+/// The job's kind rule when the job is accepted, or why it is refused, with `check_job`'s
+/// wording. `sized` turns false when the size could not be computed here (the database
+/// must check it).
+pub(crate) fn check<'r>(
+    job: &NewJob,
+    rule: Option<&'r KindRule>,
+    sized: &mut bool,
+) -> Result<&'r KindRule, String> {
     let kind = &job.kind;
     let Some(rule) = rule else {
-        return Some(format!("rcjobs: unknown job kind \"{kind}\""));
+        return Err(format!("rcjobs: unknown job kind \"{kind}\""));
     };
     let Value::Object(map) = &job.payload else {
-        return Some(format!(
+        return Err(format!(
             "rcjobs: payload of a \"{kind}\" job must be a JSON object, got {}",
             jsonb_typeof(&job.payload)
         ));
     };
     match jsonb_text_len(&job.payload) {
         Some(size) if size as i64 > rule.max_payload_bytes => {
-            return Some(format!(
+            return Err(format!(
                 "rcjobs: payload of a \"{kind}\" job is {size} bytes, over the limit of {} bytes",
                 rule.max_payload_bytes
             ));
@@ -51,19 +56,19 @@ pub(crate) fn refusal(job: &NewJob, rule: Option<&KindRule>, sized: &mut bool) -
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        return Some(format!(
+        return Err(format!(
             "rcjobs: payload of a \"{kind}\" job is missing required field(s): {}",
             missing.join(", ")
         ));
     }
     let queue_chars = job.queue.chars().count();
     if queue_chars == 0 || queue_chars > 100 {
-        return Some("rcjobs: queue name must be 1 to 100 characters".into());
+        return Err("rcjobs: queue name must be 1 to 100 characters".into());
     }
     if let Some(m) = job.max_attempts.filter(|m| *m < 1) {
-        return Some(format!("rcjobs: max_attempts must be at least 1, got {m}"));
+        return Err(format!("rcjobs: max_attempts must be at least 1, got {m}"));
     }
-    None
+    Ok(rule)
 }
 
 /// What Postgres's `jsonb_typeof` answers for a value (`"object"`, `"array"`, …): the word

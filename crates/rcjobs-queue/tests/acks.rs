@@ -112,3 +112,66 @@ async fn a_stuck_ack_statement_does_not_hold_back_the_next_batch() {
 async fn with_one_ack_statement_the_next_batch_waits() {
     assert!(!b_finishes_while_a_ack_is_blocked(1).await);
 }
+
+/// Completes 8 jobs 100 ms apart and returns how many acknowledgement statements carried
+/// them (each statement stamps its rows with its own `now()`).
+async fn ack_statements_for_a_trickle(linger: Duration) -> i64 {
+    let db = common::db().await;
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let w = Worker::builder(db.pool.clone())
+        .config(WorkerConfig {
+            ack_linger: linger,
+            ..WorkerConfig::default()
+        })
+        .register(
+            "noop",
+            handler(move |_| {
+                let g = g.clone();
+                async move {
+                    // one permit per job: returned, it would release the next job at once
+                    g.acquire().await.unwrap().forget();
+                    Ok(())
+                }
+            }),
+        )
+        .build()
+        .unwrap();
+    let running = spawn(w);
+    let jobs: Vec<NewJob> = (0..8)
+        .map(|i| NewJob::new("noop", json!({ "i": i })))
+        .collect();
+    let ids = rcjobs_queue::enqueue_many(&db.pool, &jobs).await.unwrap();
+    rcjobs_testkit::wait_for("all 8 running", Duration::from_secs(30), || async {
+        (common::count_state(&db, "running").await == 8).then_some(())
+    })
+    .await;
+    for _ in 0..8 {
+        gate.add_permits(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &ids {
+        assert_eq!(common::finished(&db, id.id).await, "completed");
+    }
+    let statements: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT finished_at) FROM rcjobs.job_history")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    running.shutdown().await;
+    statements
+}
+
+#[tokio::test]
+async fn a_trickle_of_acks_lingers_into_one_statement() {
+    // the 8 completions span 0.8 s, well inside the linger
+    assert_eq!(
+        ack_statements_for_a_trickle(Duration::from_secs(5)).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn without_linger_each_ack_of_a_trickle_goes_at_once() {
+    assert!(ack_statements_for_a_trickle(Duration::ZERO).await > 1);
+}

@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{handler, quick_worker, spawn};
+use common::{quick_worker, spawn};
 use rcjobs_queue::{enqueue_copy, stats, JobState, NewJob, QueueError};
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 async fn rows(db: &rcjobs_testkit::TestDb) -> i64 {
@@ -164,21 +163,8 @@ async fn copy_inside_the_callers_transaction_follows_it() {
 #[tokio::test]
 async fn copied_jobs_wake_a_waiting_worker_and_run() {
     let db = common::db().await;
-    let ran = Arc::new(AtomicUsize::new(0));
-    let r = ran.clone();
-    let w = quick_worker(&db)
-        .register(
-            "noop",
-            handler(move |_| {
-                let r = r.clone();
-                async move {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }
-            }),
-        )
-        .build()
-        .unwrap();
+    let (ran, counter) = common::counting();
+    let w = quick_worker(&db).register("noop", counter).build().unwrap();
     let running = spawn(w);
     let jobs: Vec<NewJob> = (0..300)
         .map(|i| NewJob::new("noop", json!({"i": i})))

@@ -6,28 +6,18 @@ mod common;
 use common::{finished, handler, quick_worker, spawn};
 use rcjobs_queue::{enqueue, enqueue_many, get_job, JobError, JobState, NewJob};
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
 async fn runs_every_job_once_and_moves_it_to_history() {
     let db = common::db().await;
-    let seen = Arc::new(AtomicUsize::new(0));
-    let s = seen.clone();
+    let (seen, counter) = common::counting();
     let w = quick_worker(&db)
         .concurrency(8)
         .batch_size(50)
-        .register(
-            "noop",
-            handler(move |_| {
-                let s = s.clone();
-                async move {
-                    s.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }
-            }),
-        )
+        .register("noop", counter)
         .build()
         .unwrap();
     let running = spawn(w);

@@ -296,7 +296,7 @@ struct Interner(Vec<Arc<str>>);
 
 impl Interner {
     fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(a) = self.0.iter().find(|a| ***a == *name) {
+        if let Some(a) = self.0.iter().find(|a| &***a == name) {
             return a.clone();
         }
         let a: Arc<str> = Arc::from(name);

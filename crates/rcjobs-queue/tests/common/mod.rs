@@ -67,6 +67,17 @@ where
     Arc::new(FnHandler(Arc::new(move |c| Box::pin(f(c)))))
 }
 
+/// A handler that only counts its runs, and the counter.
+pub fn counting() -> (Arc<std::sync::atomic::AtomicUsize>, Arc<dyn JobHandler>) {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = runs.clone();
+    let h = handler(move |_| {
+        r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { Ok(()) }
+    });
+    (runs, h)
+}
+
 /// A builder with quick test settings: short leases, fast sweeps, fast retries.
 pub fn quick_worker(db: &TestDb) -> WorkerBuilder {
     Worker::builder(db.pool.clone())
