@@ -27,13 +27,7 @@ async fn sigkilled_worker_jobs_rerun_within_lease_ttl_plus_sweep() {
     let site = site::create(&pool, &spec).await;
     let sim = site::start_sim(&site, |c| c.latency = Duration::from_millis(3000)).await;
     let logs = support::log_dir("chaos-sigkill");
-    let mut wspec = WorkerSpec::new(
-        &db.url,
-        &sim.base_url(),
-        sim.bot_user_id(),
-        sim.bot_token(),
-        logs.clone(),
-    );
+    let mut wspec = WorkerSpec::for_sim(&db.url, &sim, logs.clone());
 
     // A alone takes the room syncs; B starts once A holds leases, and takes them over.
     wspec.concurrency = 4;

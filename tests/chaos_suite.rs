@@ -315,13 +315,7 @@ async fn chaos_nothing_lost_nothing_stuck_chat_equals_moodle() {
     })
     .await;
     let logs = support::log_dir("chaos");
-    let mut wspec = WorkerSpec::new(
-        &url,
-        &sim.base_url(),
-        sim.bot_user_id(),
-        sim.bot_token(),
-        logs.clone(),
-    );
+    let mut wspec = WorkerSpec::for_sim(&url, &sim, logs.clone());
     // Moodle's 60 s first retry would make the suite mostly wait; the retry path is the same
     // with a 2 s base. The request timeout is shortened so injected slow answers time out.
     wspec.args.extend(

@@ -257,13 +257,7 @@ async fn every_captured_table_write_reaches_the_chat() {
     // deployment grants it to the bot's role (docs/handlers.md).
     sim.grant_permission("bot", "unarchive-room");
     let logs = support::log_dir("e2e-triggers");
-    let mut wspec = WorkerSpec::new(
-        &db.url,
-        &sim.base_url(),
-        sim.bot_user_id(),
-        sim.bot_token(),
-        logs,
-    );
+    let mut wspec = WorkerSpec::for_sim(&db.url, &sim, logs);
     wspec.concurrency = 8;
     let mut worker = WorkerProc::spawn(&wspec, "w");
     worker.wait_registered(&pool, Duration::from_secs(60)).await;

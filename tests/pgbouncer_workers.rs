@@ -76,13 +76,7 @@ async fn workers_run_through_pgbouncer_transaction_pooling() {
     println!("pgbouncer: {version} on port {}", bouncer.port);
 
     let logs = support::log_dir("pgbouncer");
-    let mut wspec = WorkerSpec::new(
-        &pooled_url,
-        &sim.base_url(),
-        sim.bot_user_id(),
-        sim.bot_token(),
-        logs.clone(),
-    );
+    let mut wspec = WorkerSpec::for_sim(&pooled_url, &sim, logs.clone());
     wspec.concurrency = 8;
     // LISTEN needs a session of its own: that one connection goes direct.
     wspec

@@ -63,13 +63,7 @@ async fn dashboards_have_data_from_real_workers() {
     .unwrap();
 
     let logs = support::log_dir("prometheus-live");
-    let mut wspec = WorkerSpec::new(
-        &db.url,
-        &sim.base_url(),
-        sim.bot_user_id(),
-        sim.bot_token(),
-        logs.clone(),
-    );
+    let mut wspec = WorkerSpec::for_sim(&db.url, &sim, logs.clone());
     wspec.concurrency = 8;
     let mut workers = Vec::new();
     let mut targets = Vec::new();

@@ -48,13 +48,7 @@ async fn sigterm_makes_readyz_503_while_running_jobs_finish() {
     let site = site::create(&pool, &spec).await;
     let sim = site::start_sim(&site, |c| c.latency = Duration::from_millis(2000)).await;
     let logs = support::log_dir("drain-readiness");
-    let mut wspec = WorkerSpec::new(
-        &db.url,
-        &sim.base_url(),
-        sim.bot_user_id(),
-        sim.bot_token(),
-        logs.clone(),
-    );
+    let mut wspec = WorkerSpec::for_sim(&db.url, &sim, logs.clone());
     wspec.concurrency = 8;
     let addr = SocketAddr::from(([127, 0, 0, 1], support::pg_cluster::free_port()));
     wspec.metrics_addr = addr;

@@ -2,6 +2,7 @@
 //! an environment pointing at a database and a chat server, SIGKILL, SIGTERM, restart.
 //! Every process still running is killed when its handle drops (panics included).
 
+use rcjobs_sim::SimHandle;
 use sqlx::PgPool;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -35,20 +36,15 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
-    /// A spec with concurrency 16, metrics on a free port, logs in `log_dir`.
-    pub fn new(
-        database_url: &str,
-        chat_url: &str,
-        user_id: &str,
-        token: &str,
-        log_dir: PathBuf,
-    ) -> WorkerSpec {
+    /// A spec that talks to `sim` as its bot, with concurrency 16, metrics on a free port and
+    /// logs in `log_dir`.
+    pub fn for_sim(database_url: &str, sim: &SimHandle, log_dir: PathBuf) -> WorkerSpec {
         WorkerSpec {
             database_url: database_url.to_owned(),
             moodle_url: None,
-            chat_url: chat_url.to_owned(),
-            chat_user_id: user_id.to_owned(),
-            chat_token: token.to_owned(),
+            chat_url: sim.base_url(),
+            chat_user_id: sim.bot_user_id().to_owned(),
+            chat_token: sim.bot_token().to_owned(),
             concurrency: 16,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             env: Vec::new(),
