@@ -1,6 +1,7 @@
 //! `rcjobs bench queue|e2e`.
 
 use super::config::Settings;
+use super::cpu_times::{cpu_used, CpuTimes};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rcjobs_queue::{handler_fn, JobInfo, KindSpec, NewJob, QueueHooks, Wakeup, Worker};
@@ -344,50 +345,4 @@ async fn run_phases(pool: &PgPool, a: &QueueBenchArgs) -> anyhow::Result<serde_j
         "pg_version": pg_version,
         "leases_and_fencing": true,
     }))
-}
-
-/// Machine-wide CPU time from `/proc/stat` (Linux); `None` elsewhere.
-#[derive(Debug, Clone, Copy)]
-struct CpuTimes {
-    busy: u64,
-    steal: u64,
-    total: u64,
-}
-
-/// CPU used between two readings.
-#[derive(Debug, Clone, Copy)]
-struct CpuUse {
-    busy_s: f64,
-    steal_pct: f64,
-}
-
-impl CpuTimes {
-    fn read() -> Option<CpuTimes> {
-        let text = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = text.lines().find(|l| l.starts_with("cpu "))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal ...
-        let at = |i: usize| v.get(i).copied().unwrap_or(0);
-        let busy = at(0) + at(1) + at(2) + at(5) + at(6);
-        let steal = at(7);
-        Some(CpuTimes {
-            busy,
-            steal,
-            total: busy + at(3) + at(4) + steal,
-        })
-    }
-}
-
-/// CPU used between two readings.
-fn cpu_used(before: Option<CpuTimes>, now: Option<CpuTimes>) -> Option<CpuUse> {
-    let (before, now) = (before?, now?);
-    // USER_HZ is 100 on every Linux architecture we build for
-    let busy_s = now.busy.saturating_sub(before.busy) as f64 / 100.0;
-    let total = now.total.saturating_sub(before.total).max(1) as f64;
-    let steal_pct = now.steal.saturating_sub(before.steal) as f64 * 100.0 / total;
-    Some(CpuUse { busy_s, steal_pct })
 }
