@@ -4,7 +4,7 @@ use super::config::Settings;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rcjobs_queue::{JobFilter, JobRecord, JobState, NewJob, QueueStats};
+use rcjobs_queue::{display_time, JobFilter, JobRecord, JobState, NewJob, QueueStats};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -101,20 +101,26 @@ pub fn parse_run_at(s: &str) -> Result<DateTime<Utc>, String> {
         let n: i64 = num
             .parse()
             .map_err(|_| format!("bad delay {s:?}: expected +N[s|m|h|d], e.g. +30s"))?;
-        let secs = match unit {
-            "" | "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
+        let unit_secs: i64 = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
             _ => return Err(format!("bad delay unit in {s:?}: use s, m, h or d")),
         };
-        return Ok(Utc::now() + chrono::Duration::seconds(secs));
+        let t = n
+            .checked_mul(unit_secs)
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .ok_or_else(|| format!("delay {s:?} is too far ahead"))?;
+        return rcjobs_queue::check_run_at(Some(t)).map(|()| t);
     }
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
             format!("bad time {s:?}: {e} (expected RFC 3339 like 2030-01-01T10:00:00Z, or +30s)")
-        })
+        })?;
+    rcjobs_queue::check_run_at(Some(t)).map(|()| t)
 }
 
 async fn connect(s: &Settings) -> anyhow::Result<PgPool> {
@@ -243,6 +249,12 @@ pub async fn jobs(s: &Settings, c: JobsCommand) -> anyhow::Result<()> {
 }
 
 fn ago(t: DateTime<Utc>) -> String {
+    if t == DateTime::<Utc>::MAX_UTC {
+        return "never".into();
+    }
+    if t == DateTime::<Utc>::MIN_UTC {
+        return "always".into();
+    }
     let d = Utc::now() - t;
     let secs = d.num_seconds();
     let (n, u, suffix) = if secs.abs() < 120 {
@@ -300,22 +312,22 @@ fn print_job(j: &JobRecord) {
     println!("attempt       {}/{}", j.attempt, j.max_attempts);
     println!(
         "enqueued      {} ({})",
-        j.enqueued_at.to_rfc3339(),
+        display_time(&j.enqueued_at),
         ago(j.enqueued_at)
     );
     println!(
         "run at        {} ({})",
-        j.run_at.to_rfc3339(),
+        display_time(&j.run_at),
         ago(j.run_at)
     );
     if let Some(t) = j.started_at {
-        println!("started       {} ({})", t.to_rfc3339(), ago(t));
+        println!("started       {} ({})", display_time(&t), ago(t));
     }
     if let Some(t) = j.finished_at {
-        println!("finished      {} ({})", t.to_rfc3339(), ago(t));
+        println!("finished      {} ({})", display_time(&t), ago(t));
     }
     if let Some(t) = j.lease_until {
-        println!("lease until   {}", t.to_rfc3339());
+        println!("lease until   {}", display_time(&t));
     }
     if let Some(k) = &j.dedup_key {
         println!("dedup key     {k}");
@@ -420,5 +432,25 @@ fn print_status(st: &QueueStats) {
             w.concurrency,
             ago(w.last_seen)
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_run_at;
+
+    #[test]
+    fn run_at_parsing_refuses_what_the_queue_cannot_hold() {
+        assert!(parse_run_at("+30s").is_ok());
+        assert!(parse_run_at("+2d").is_ok());
+        assert!(parse_run_at("2030-01-01T10:00:00Z").is_ok());
+        // used to panic (chrono overflow) or wrap to tomorrow
+        for s in ["+300000000d", "+213503982334602d", "+9223372036854775807s"] {
+            let e = parse_run_at(s).unwrap_err();
+            assert!(e.contains("too far ahead") || e.contains("run_at must be"), "{s}: {e}");
+        }
+        assert!(parse_run_at("1960-01-01T00:00:00Z").is_err());
+        assert!(parse_run_at("+5w").unwrap_err().contains("unit"));
     }
 }

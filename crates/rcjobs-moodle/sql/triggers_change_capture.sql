@@ -58,12 +58,12 @@ BEGIN
     'enrolment:' || course || ':' || ue.userid, NULL);
   IF TG_OP <> 'DELETE' THEN
     IF ue.timestart > nowts THEN
-      PERFORM {schema}.{prefix}rcjobs_enqueue('enrolment', payload,
-        'enrolment:' || course || ':' || ue.userid || ':at:' || ue.timestart, NULL, to_timestamp(ue.timestart));
+      PERFORM {schema}.{prefix}rcjobs_enqueue_at('enrolment', payload,
+        'enrolment:' || course || ':' || ue.userid || ':at:' || ue.timestart, NULL, ue.timestart);
     END IF;
     IF ue.timeend > nowts THEN
-      PERFORM {schema}.{prefix}rcjobs_enqueue('enrolment', payload,
-        'enrolment:' || course || ':' || ue.userid || ':at:' || ue.timeend, NULL, to_timestamp(ue.timeend));
+      PERFORM {schema}.{prefix}rcjobs_enqueue_at('enrolment', payload,
+        'enrolment:' || course || ':' || ue.userid || ':at:' || ue.timeend, NULL, ue.timeend);
     END IF;
   END IF;
   RETURN NULL;

@@ -14,6 +14,21 @@ BEGIN
 END
 $fn$;
 
+-- Schedules a job at a Moodle time (unix seconds, e.g. an enrolment's timeend). A time at or
+-- past 10000-01-01 (Moodle stores what forms and web services send: timeend = 9000000000000
+-- has been seen) names no instant the queue can hold: nothing is scheduled for it, with a
+-- warning, and the change's immediate job stands.
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_enqueue_at(p_kind text, p_payload jsonb, p_dedup text, p_exclusion text, p_epoch bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF p_epoch >= 253402300800 THEN
+    RAISE WARNING 'rcjobs: % at Moodle time % is past year 9999; no job scheduled for it', p_kind, p_epoch;
+    RETURN;
+  END IF;
+  PERFORM {schema}.{prefix}rcjobs_enqueue(p_kind, p_payload, p_dedup, p_exclusion, to_timestamp(p_epoch));
+END
+$fn$;
+
 -- modules.id of 'rocketchat' (index modules.name).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_rc_module()
 RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$

@@ -415,6 +415,20 @@ async fn change_capture_enqueues_per_captured_table() {
         Some(format!("enrolment:{course}:{u}:at:{later}").as_str())
     );
     assert!(jobs[1].3.is_none());
+    // A timeend past year 9999 (seen in Moodle data): the change is captured, nothing is
+    // scheduled for a moment the queue cannot hold, and no stored run_at is poisoned.
+    sqlx::query("UPDATE mdl_user_enrolments SET timeend = 9000000000000 WHERE userid = $1 AND enrolid = $2")
+        .bind(u)
+        .bind(enrol_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let jobs = drain(pool).await;
+    assert_eq!(jobs.len(), 1, "only the immediate job: {jobs:?}");
+    assert_eq!(
+        jobs[0].2.as_deref(),
+        Some(format!("enrolment:{course}:{u}").as_str())
+    );
     // An irrelevant update (timemodified) enqueues nothing.
     sqlx::query("UPDATE mdl_user_enrolments SET timemodified = 5 WHERE userid = $1")
         .bind(u)

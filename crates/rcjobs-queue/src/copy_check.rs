@@ -68,6 +68,7 @@ pub(crate) fn check<'r>(
     if let Some(m) = job.max_attempts.filter(|m| *m < 1) {
         return Err(format!("rcjobs: max_attempts must be at least 1, got {m}"));
     }
+    crate::stored_time::check_run_at(job.run_at)?;
     Ok(rule)
 }
 

@@ -17,12 +17,15 @@ pub struct NewJob {
     pub queue: String,
     /// Lower runs first.
     pub priority: i16,
-    /// Earliest start; `None` = now.
+    /// Earliest start; `None` = now. From 1970-01-01 to before 10000-01-01 UTC
+    /// ([`crate::check_run_at`]).
     pub run_at: Option<DateTime<Utc>>,
     /// Unique per kind among jobs not yet started: an enqueue that meets a pending job with
-    /// the same kind and key returns that job's id instead of adding one.
+    /// the same kind and key returns that job's id instead of adding one (pulling it forward
+    /// when this one is due earlier), or supersedes it when it is a retry waiting in backoff.
     pub dedup_key: Option<String>,
-    /// At most one job per key runs at a time; jobs of a key run in enqueue order.
+    /// At most one job per key runs at a time; the key's pending job due first runs first
+    /// (`run_at`, then enqueue order), and one that is not due never holds up one that is.
     pub exclusion_key: Option<String>,
     /// Attempts before the job goes dead; `None` = the kind's default.
     pub max_attempts: Option<i32>,

@@ -4,6 +4,7 @@
 //! Public so tests and tools can drive the protocol step by step; applications normally use
 //! [`crate::Worker`].
 
+use crate::stored_time::StoredTime;
 use crate::QueueError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -52,9 +53,9 @@ type ClaimRow = (
     i32,
     i32,
     Option<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    DateTime<Utc>,
+    StoredTime,
+    StoredTime,
+    StoredTime,
 );
 
 /// Claims up to `limit` due jobs of `queue` (priority, then run_at, then id) with
@@ -90,9 +91,9 @@ pub async fn claim(
             attempt: r.6,
             max_attempts: r.7,
             exclusion_key: r.8,
-            enqueued_at: r.9,
-            run_at: r.10,
-            started_at: r.11,
+            enqueued_at: r.9 .0,
+            run_at: r.10 .0,
+            started_at: r.11 .0,
         })
         .collect();
     jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));

@@ -16,6 +16,7 @@ mod enqueue;
 mod error;
 mod kind;
 mod schema;
+mod stored_time;
 
 pub use copy::enqueue_copy;
 pub use copy_check::{jsonb_text_len, jsonb_typeof};
@@ -23,6 +24,7 @@ pub use enqueue::{enqueue, enqueue_many, Enqueued, NewJob};
 pub use error::QueueError;
 pub use kind::{list_kinds, register_kind, KindSpec};
 pub use schema::{check_schema, migrate, migrator, schema_version, SCHEMA_VERSION};
+pub use stored_time::{check_run_at, display_time, run_at_max, StoredTime, RUN_AT_MIN};
 
 /// NOTIFY channel the database signals when a job becomes runnable.
 pub const NOTIFY_CHANNEL: &str = "rcjobs_jobs";

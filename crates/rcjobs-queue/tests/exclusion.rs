@@ -1,4 +1,6 @@
-//! Exclusion keys: one running job per key, FIFO per key, through retries and crashes.
+//! Exclusion keys: one running job per key, in the order they became due (run_at, then id),
+//! through retries and crashes; a job not running (delayed, backing off) never holds up a due
+//! one (decision 0006).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -89,14 +91,20 @@ async fn one_running_per_key_in_fifo_order_under_concurrent_enqueue() {
     };
     assert_eq!(violations, 0, "two jobs of one key ran at once");
     for k in 0..4 {
-        // FIFO by enqueue (id) order
-        let mut expect: Vec<(i64, i64)> = all
-            .iter()
-            .filter(|a| a.0 == k)
-            .map(|a| (a.2, a.1))
-            .collect();
+        // FIFO in the order the jobs became due (run_at: the enqueuing transaction's start),
+        // ties by enqueue (id) order
+        let mut expect = Vec::new();
+        for (_, seq, id) in all.iter().filter(|a| a.0 == k) {
+            let run_at: chrono::DateTime<chrono::Utc> =
+                sqlx::query_scalar("SELECT run_at FROM rcjobs.job_history WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap();
+            expect.push((run_at, *id, *seq));
+        }
         expect.sort();
-        let want: Vec<i64> = expect.into_iter().map(|e| e.1).collect();
+        let want: Vec<i64> = expect.into_iter().map(|e| e.2).collect();
         assert_eq!(order[&format!("course:{k}")], want);
     }
     let lanes: i64 = sqlx::query_scalar("SELECT count(*) FROM rcjobs.lane")
@@ -107,7 +115,7 @@ async fn one_running_per_key_in_fifo_order_under_concurrent_enqueue() {
 }
 
 #[tokio::test]
-async fn the_lane_holds_through_retries() {
+async fn a_job_in_backoff_lets_the_next_due_job_of_its_key_run() {
     let db = common::db().await;
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
@@ -158,7 +166,8 @@ async fn the_lane_holds_through_retries() {
         .map(|s| s.as_str())
         .filter(|s| !s.starts_with("free"))
         .collect();
-    assert_eq!(keyed, ["first#1", "first#2", "first#3", "second#1"]);
+    // while `first` backs off, `second` (due since it was enqueued) takes the lane
+    assert_eq!(keyed, ["first#1", "second#1", "first#2", "first#3"]);
 }
 
 #[tokio::test]
@@ -240,30 +249,223 @@ async fn the_lane_holds_through_a_crash_and_a_dead_head_releases_it() {
 #[tokio::test]
 async fn cancelling_the_head_promotes_the_next_job() {
     let db = common::db().await;
-    let a = enqueue(
-        &db.pool,
-        &NewJob::new("noop", json!({}))
-            .exclusion_key("k")
-            .run_at(chrono::Utc::now() + chrono::Duration::hours(1)),
-    )
-    .await
-    .unwrap()
-    .id;
+    let a = enqueue(&db.pool, &NewJob::new("noop", json!({})).exclusion_key("k"))
+        .await
+        .unwrap()
+        .id;
     let b = enqueue(&db.pool, &NewJob::new("noop", json!({})).exclusion_key("k"))
         .await
         .unwrap()
         .id;
-    let st: String = sqlx::query_scalar("SELECT state FROM rcjobs.job WHERE id = $1")
-        .bind(b)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(st, "blocked", "FIFO: the delayed head holds the lane");
+    assert_eq!(state(&db, b).await, "blocked", "FIFO among due jobs");
     rcjobs_queue::cancel_job(&db.pool, a).await.unwrap();
-    let st: String = sqlx::query_scalar("SELECT state FROM rcjobs.job WHERE id = $1")
-        .bind(b)
+    assert_eq!(state(&db, b).await, "ready");
+}
+
+async fn state(db: &rcjobs_testkit::TestDb, id: i64) -> String {
+    sqlx::query_scalar("SELECT state FROM rcjobs.job WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn run_at(db: &rcjobs_testkit::TestDb, id: i64) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT run_at FROM rcjobs.job WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+fn hours(h: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::hours(h)
+}
+
+#[tokio::test]
+async fn a_job_scheduled_later_never_blocks_a_due_one() {
+    let db = common::db().await;
+    // the periodic reconcile's shape: a sync of the room an hour ahead
+    let later = enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({"periodic": true}))
+            .exclusion_key("room:1")
+            .run_at(hours(1)),
+    )
+    .await
+    .unwrap()
+    .id;
+    assert_eq!(state(&db, later).await, "ready");
+    let now = enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({})).exclusion_key("room:1"),
+    )
+    .await
+    .unwrap()
+    .id;
+    assert_eq!(state(&db, now).await, "ready", "the due job takes the lane");
+    assert_eq!(state(&db, later).await, "blocked");
+    let got = lease::claim(
+        &db.pool,
+        "default",
+        10,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![now]);
+    // while it runs, another due job waits (one running per key) …
+    let third = enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({})).exclusion_key("room:1"),
+    )
+    .await
+    .unwrap()
+    .id;
+    assert_eq!(
+        state(&db, third).await,
+        "blocked",
+        "a running head is never displaced"
+    );
+    // … and runs next, before the one scheduled later
+    lease::complete(&db.pool, &[(got[0].id, got[0].token)])
+        .await
+        .unwrap();
+    assert_eq!(state(&db, third).await, "ready");
+    assert_eq!(state(&db, later).await, "blocked");
+    let got = lease::claim(
+        &db.pool,
+        "default",
+        10,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![third]);
+    lease::complete(&db.pool, &[(got[0].id, got[0].token)])
+        .await
+        .unwrap();
+    // then the later one holds the lane again, still not due
+    assert_eq!(state(&db, later).await, "ready");
+    assert!(run_at(&db, later).await > hours(0));
+    let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM rcjobs.job WHERE state = 'ready'")
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(st, "ready");
+    assert_eq!(ready, 1);
+}
+
+#[tokio::test]
+async fn a_due_duplicate_pulls_the_pending_one_forward() {
+    let db = common::db().await;
+    let job = || {
+        NewJob::new("noop", json!({}))
+            .dedup_key("sync:7")
+            .exclusion_key("room:7")
+    };
+    let first = enqueue(&db.pool, &job().run_at(hours(1))).await.unwrap();
+    let head = enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({}))
+            .exclusion_key("room:7")
+            .run_at(hours(2)),
+    )
+    .await
+    .unwrap()
+    .id;
+    // a later duplicate folds in and changes nothing
+    let again = enqueue(&db.pool, &job().run_at(hours(3))).await.unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.id, first.id);
+    assert!(run_at(&db, first.id).await < hours(2));
+    // a due one pulls it forward: the earlier run_at wins
+    let due = enqueue(&db.pool, &job()).await.unwrap();
+    assert!(due.deduplicated);
+    assert_eq!(due.id, first.id);
+    assert!(run_at(&db, first.id).await <= chrono::Utc::now());
+    assert_eq!(state(&db, first.id).await, "ready");
+    assert_eq!(state(&db, head).await, "blocked");
+    let got = lease::claim(
+        &db.pool,
+        "default",
+        10,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first.id]);
+
+    // a blocked duplicate pulled forward takes the head from one due later
+    let db = common::db().await;
+    let head = enqueue(
+        &db.pool,
+        &NewJob::new("noop", json!({}))
+            .exclusion_key("room:7")
+            .run_at(hours(1)),
+    )
+    .await
+    .unwrap()
+    .id;
+    let dup = enqueue(&db.pool, &job().run_at(hours(2))).await.unwrap().id;
+    assert_eq!(state(&db, dup).await, "blocked");
+    assert_eq!(enqueue(&db.pool, &job()).await.unwrap().id, dup);
+    assert_eq!(state(&db, dup).await, "ready");
+    assert_eq!(state(&db, head).await, "blocked");
+}
+
+#[tokio::test]
+async fn a_newer_job_supersedes_a_retry_waiting_in_backoff() {
+    let db = common::db().await;
+    let job = || {
+        NewJob::new("noop", json!({}))
+            .dedup_key("sync:9")
+            .exclusion_key("room:9")
+    };
+    let old = enqueue(&db.pool, &job()).await.unwrap().id;
+    let got = lease::claim(
+        &db.pool,
+        "default",
+        10,
+        Duration::from_secs(30),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.len(), 1);
+    lease::settle(
+        &db.pool,
+        &[(
+            old,
+            got[0].token,
+            lease::Settle::Retry {
+                run_at: hours(1),
+                error: "chat server answered 500".into(),
+            },
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&db, old).await, "ready");
+    let new = enqueue(&db.pool, &job()).await.unwrap();
+    assert!(
+        !new.deduplicated,
+        "a retry in backoff does not absorb a due job"
+    );
+    assert_ne!(new.id, old);
+    let (st, by): (String, Option<i64>) =
+        sqlx::query_as("SELECT state, superseded_by FROM rcjobs.job_history WHERE id = $1")
+            .bind(old)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((st.as_str(), by), ("superseded", Some(new.id)));
+    assert_eq!(state(&db, new.id).await, "ready");
+    let lanes: Vec<i64> = sqlx::query_scalar("SELECT head_id FROM rcjobs.lane")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(lanes, vec![new.id]);
 }

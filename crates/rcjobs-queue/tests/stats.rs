@@ -411,7 +411,7 @@ async fn oldest_ready_age_spans_queues_and_priorities() {
     enqueue(&db.pool, &at("delta", 0, ago(1000)).exclusion_key("lane"))
         .await
         .unwrap();
-    enqueue(&db.pool, &at("delta", 1, ago(5000)).exclusion_key("lane"))
+    enqueue(&db.pool, &at("delta", 1, ago(500)).exclusion_key("lane"))
         .await
         .unwrap();
     let a = age().await;

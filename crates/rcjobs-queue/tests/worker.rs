@@ -263,7 +263,8 @@ async fn undecodable_payload_and_unknown_handler_go_dead_and_the_worker_keeps_ru
         .await
         .unwrap()
         .id;
-    let panics = enqueue(&db.pool, &NewJob::new("noop", json!({})).max_attempts(1))
+    // default attempts (12): a panic must not be retried
+    let panics = enqueue(&db.pool, &NewJob::new("noop", json!({})))
         .await
         .unwrap()
         .id;
@@ -293,12 +294,12 @@ async fn undecodable_payload_and_unknown_handler_go_dead_and_the_worker_keeps_ru
         e.contains("no handler registered for kind \"flaky\""),
         "{e}"
     );
-    let e = get_job(&db.pool, panics)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_error
-        .unwrap();
+    let p = get_job(&db.pool, panics).await.unwrap().unwrap();
+    assert_eq!(
+        p.attempt, 1,
+        "a panicking handler goes dead on its first attempt"
+    );
+    let e = p.last_error.unwrap();
     assert!(e.contains("handler panicked: boom"), "{e}");
 }
 

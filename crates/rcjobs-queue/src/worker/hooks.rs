@@ -24,7 +24,7 @@ pub struct JobInfo {
 pub enum JobOutcome {
     /// Returned `Ok`.
     Completed,
-    /// Returned `Retryable` (or panicked).
+    /// Returned `Retryable`.
     Retryable,
     /// Returned `Permanent`, or its payload did not decode.
     Permanent,
@@ -32,6 +32,8 @@ pub enum JobOutcome {
     Snoozed,
     /// No handler registered for its kind.
     NoHandler,
+    /// Panicked; the job goes dead at once with the panic message.
+    Panicked,
     /// Interrupted by the shutdown deadline.
     Interrupted,
 }
@@ -45,6 +47,7 @@ impl JobOutcome {
             JobOutcome::Permanent => "permanent",
             JobOutcome::Snoozed => "snoozed",
             JobOutcome::NoHandler => "no_handler",
+            JobOutcome::Panicked => "panicked",
             JobOutcome::Interrupted => "interrupted",
         }
     }

@@ -362,7 +362,9 @@ fn start_job(shared: &Arc<Shared>, job: ClaimedJob, permit: OwnedSemaphorePermit
                             .map(|s| s.to_string())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_else(|| "non-string panic".into());
-                        (Err(JobError::Retryable(format!("handler panicked: {msg}"))), JobOutcome::Retryable)
+                        // A panic is a bug, not a fault that time fixes: retrying it would
+                        // only repeat it for days at the default backoff.
+                        (Err(JobError::Permanent(format!("handler panicked: {msg}"))), JobOutcome::Panicked)
                     }
                 }
             }
