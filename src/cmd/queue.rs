@@ -448,7 +448,10 @@ mod tests {
         // used to panic (chrono overflow) or wrap to tomorrow
         for s in ["+300000000d", "+213503982334602d", "+9223372036854775807s"] {
             let e = parse_run_at(s).unwrap_err();
-            assert!(e.contains("too far ahead") || e.contains("run_at must be"), "{s}: {e}");
+            assert!(
+                e.contains("too far ahead") || e.contains("run_at must be"),
+                "{s}: {e}"
+            );
         }
         assert!(parse_run_at("1960-01-01T00:00:00Z").is_err());
         assert!(parse_run_at("+5w").unwrap_err().contains("unit"));

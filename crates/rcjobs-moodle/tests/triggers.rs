@@ -417,12 +417,14 @@ async fn change_capture_enqueues_per_captured_table() {
     assert!(jobs[1].3.is_none());
     // A timeend past year 9999 (seen in Moodle data): the change is captured, nothing is
     // scheduled for a moment the queue cannot hold, and no stored run_at is poisoned.
-    sqlx::query("UPDATE mdl_user_enrolments SET timeend = 9000000000000 WHERE userid = $1 AND enrolid = $2")
-        .bind(u)
-        .bind(enrol_id)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE mdl_user_enrolments SET timeend = 9000000000000 WHERE userid = $1 AND enrolid = $2",
+    )
+    .bind(u)
+    .bind(enrol_id)
+    .execute(pool)
+    .await
+    .unwrap();
     let jobs = drain(pool).await;
     assert_eq!(jobs.len(), 1, "only the immediate job: {jobs:?}");
     assert_eq!(
