@@ -1,16 +1,18 @@
 //! [`Engine`]: everything a handler needs (queue pool, sync state, Moodle, chat, mapping,
 //! settings, metrics), the error classes, and the dispatch from a job to its handler.
 
+use crate::chat_retry::CallRetry;
 use crate::config::WorkerConfig;
 use crate::mapping::{RuleError, UsernameMapping};
 use crate::state::SyncState;
 use chrono::{DateTime, Utc};
-use rcjobs_chat::{ChatBackend, ChatError};
+use rcjobs_chat::{ChatBackend, ChatError, ChatResult};
 use rcjobs_metrics::{MembershipAction, MembershipFailure, Metrics};
 use rcjobs_moodle::{MoodleDb, MoodleError};
 use rcjobs_producer::{EnqueueError, EnqueueOptions, Job, PayloadError};
 use serde_json::Value;
 use sqlx::PgPool;
+use std::future::Future;
 use std::sync::Arc;
 
 /// Priority of event-driven room syncs (lower runs first). A mass enrolment enqueues tens of
@@ -119,6 +121,7 @@ pub struct Engine {
     pub(crate) mapping: UsernameMapping,
     pub(crate) cfg: WorkerConfig,
     pub(crate) metrics: Option<Metrics>,
+    pub(crate) call_retry: CallRetry,
 }
 
 impl std::fmt::Debug for Engine {
@@ -150,6 +153,7 @@ impl Engine {
             mapping,
             cfg,
             metrics,
+            call_retry: CallRetry::default(),
         })
     }
 
@@ -161,6 +165,15 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &WorkerConfig {
         &self.cfg
+    }
+
+    /// Runs one chat call, retried inside the handler while it fails transiently.
+    pub(crate) async fn retrying<T, F, Fut>(&self, call: F) -> ChatResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ChatResult<T>>,
+    {
+        self.call_retry.run(call).await
     }
 
     pub(crate) fn applied(&self, action: MembershipAction, n: usize) {

@@ -7,6 +7,7 @@
 //!   names; [`password`]: random passwords for created accounts.
 //! * [`state`]: the worker's schema `rcjobs_sync` (room mapping, converged membership,
 //!   outcomes), migrated by [`migrate`].
+//! * [`chat_retry`]: short in-handler retries of chat calls that failed transiently.
 //! * [`limiter`]: the shared Postgres-backed rate limiter ([`PgRequestGate`]).
 //! * [`runtime`]: registration with the queue runtime, queue hooks → metrics, the
 //!   periodic `reconcile_all` scheduler.
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chat_retry;
 pub mod config;
 pub mod engine;
 mod handlers;

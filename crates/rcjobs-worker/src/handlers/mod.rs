@@ -12,6 +12,7 @@
 
 mod bin;
 mod fanout;
+mod pass;
 mod room;
 
 use crate::engine::{Engine, HandlerError, JobInfo};

@@ -1,15 +1,17 @@
 //! Room convergence: resolve (or create) the chat room of a course module, then make its
 //! membership equal Moodle's desired membership in as few calls as the backend allows.
 
+use super::pass::{lower, outcome, Change, Pass};
 use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
 use crate::naming::{candidate, room_name, NameParts};
 use crate::password::random_password;
-use crate::planner::{plan_room, DesiredMember, KeepReason};
+use crate::planner::{plan_room, DesiredMember, KeepReason, RoomPlan};
 use crate::state::{MemberRow, Outcome, RoomRecord, RoomState};
-use rcjobs_chat::{ChatError, NewChatUser, NewRoom, Room};
+use futures::future::BoxFuture;
+use rcjobs_chat::{ChatError, ChatResult, NewChatUser, NewRoom, Room};
 use rcjobs_metrics::{MembershipAction, MembershipFailure};
-use rcjobs_moodle::Room as MoodleRoom;
-use std::collections::{BTreeMap, HashMap};
+use rcjobs_moodle::{DesiredMember as MoodleMember, Room as MoodleRoom};
+use std::collections::{HashMap, HashSet};
 
 /// Where the room of a course module stands.
 enum Resolved {
@@ -21,31 +23,13 @@ enum Resolved {
     Gone(String),
 }
 
-/// Tracks the room's membership as changes are applied.
-struct Live {
-    members: BTreeMap<String, MemberRow>,
-}
-
-fn lower(s: &str) -> String {
-    s.to_lowercase()
-}
-
-fn outcome(subject: &str, userid: Option<i64>, code: &str, detail: impl Into<String>) -> Outcome {
-    Outcome {
-        subject: subject.to_owned(),
-        userid,
-        code: code.to_owned(),
-        detail: detail.into(),
-    }
-}
-
-/// Whether a per-user chat error stops the whole job (retry/snooze) rather than being
-/// recorded for that user.
+/// Whether a chat error (left after the in-handler retries of transient ones) stops the
+/// whole job (snooze, retry, or room failure) rather than being recorded for one user.
+/// Transient errors do not: the change is left for the job's retry and the others go on.
 fn stops_job(e: &ChatError) -> bool {
     matches!(
         e,
         ChatError::RateLimited { .. }
-            | ChatError::Transient { .. }
             | ChatError::Unauthorized { .. }
             | ChatError::RoomNotFound { .. }
     )
@@ -215,6 +199,8 @@ impl Engine {
                     .enabled
                     .then(|| u32::try_from(r.retention.max_age_days).unwrap_or(0)),
             };
+            // Not retried in the handler: a lost answer would make the retry see its own room
+            // as a name conflict and move on to the next name; the durable retry adopts it.
             match self.chat.create_room(&new).await {
                 Ok(room) => {
                     rec.room_id = Some(room.id.clone());
@@ -247,54 +233,41 @@ impl Engine {
     /// backend's existence check, so it is reported neither added nor unknown. One listing
     /// finds such names; they are invited again (their account exists now). Names still not
     /// listed after that are deactivated accounts (chat servers do not list them).
-    #[allow(clippy::too_many_arguments)]
-    async fn verify_invites(
-        &self,
-        room_id: &str,
-        invited: &[String],
-        missing: &mut Vec<String>,
-        live: &mut Live,
-        outcomes: &mut Vec<Outcome>,
-        cmid: i64,
-        job: &JobInfo,
-    ) -> Result<(), HandlerError> {
-        let listed = match self.chat.list_members(room_id).await {
-            Ok(l) => l,
-            Err(e) => return Err(self.room_failure(cmid, job, e).await),
-        };
-        let present: std::collections::HashSet<String> =
-            listed.iter().map(|m| lower(&m.username)).collect();
+    async fn verify_invites(&self, invited: &[String], pass: &mut Pass) -> ChatResult<()> {
+        let present = self.listed_usernames(&pass.room_id).await?;
         let absent: Vec<String> = invited
             .iter()
-            .filter(|u| !missing.contains(&lower(u)) && !present.contains(&lower(u)))
+            .filter(|u| {
+                let k = lower(u);
+                !pass.missing.contains(&k) && !pass.not_added.contains(&k) && !present.contains(&k)
+            })
             .cloned()
             .collect();
         if absent.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.chat.add_members(room_id, &absent).await {
-            return Err(self.room_failure(cmid, job, e).await);
-        }
-        let listed = match self.chat.list_members(room_id).await {
-            Ok(l) => l,
-            Err(e) => return Err(self.room_failure(cmid, job, e).await),
-        };
-        let present: std::collections::HashSet<String> =
-            listed.iter().map(|m| lower(&m.username)).collect();
+        self.retrying(|| self.chat.add_members(&pass.room_id, &absent))
+            .await?;
+        let present = self.listed_usernames(&pass.room_id).await?;
         for u in absent {
             let k = lower(&u);
             if !present.contains(&k) {
-                let userid = live.members.remove(&k).and_then(|m| m.userid);
-                outcomes.push(outcome(
+                pass.live.remove(&k);
+                pass.note(
                     &u,
-                    userid,
                     "user_inactive",
                     "account exists but is deactivated: not listed as a member",
-                ));
-                missing.push(k);
+                );
+                pass.missing.insert(k);
             }
         }
         Ok(())
+    }
+
+    /// The lower-case usernames listed as members of `room_id`.
+    async fn listed_usernames(&self, room_id: &str) -> ChatResult<HashSet<String>> {
+        let listed = self.chat.list_members(room_id).await?;
+        Ok(listed.iter().map(|m| lower(&m.username)).collect())
     }
 
     /// Converges the room of course module `cmid` (the caller holds `room:<cmid>`).
@@ -343,7 +316,7 @@ impl Engine {
                     "course module {cmid} hidden and its room archived: membership left as is"
                 ));
             }
-            if let Err(e) = self.chat.unarchive_room(&room.id).await {
+            if let Err(e) = self.retrying(|| self.chat.unarchive_room(&room.id)).await {
                 return Err(self.room_failure(cmid, job, e).await);
             }
             self.applied(MembershipAction::Unarchive, 1);
@@ -354,7 +327,7 @@ impl Engine {
         let moodle_members = self.moodle.desired_members(&r, now).await?;
         let mut outcomes: Vec<Outcome> = Vec::new();
         let mut desired: Vec<DesiredMember> = Vec::with_capacity(moodle_members.len());
-        let mut profile: HashMap<String, &rcjobs_moodle::DesiredMember> = HashMap::new();
+        let mut profile: HashMap<String, &MoodleMember> = HashMap::new();
         for m in &moodle_members {
             match self.mapping.map(&m.username) {
                 Ok(u) => {
@@ -378,228 +351,284 @@ impl Engine {
             Err(e) => return Err(self.room_failure(cmid, job, e).await),
         };
         let plan = plan_room(&desired, &current, self.chat.bot_username());
-        let userid_of: HashMap<String, i64> = plan
-            .desired
-            .iter()
-            .map(|d| (lower(&d.username), d.userid))
-            .collect();
-        let mut live = Live {
-            members: current
-                .iter()
-                .map(|m| {
-                    let k = lower(&m.username);
-                    (
-                        k.clone(),
-                        MemberRow {
-                            username: k.clone(),
-                            userid: userid_of.get(&k).copied(),
-                            moderator: m.moderator,
-                        },
-                    )
-                })
-                .collect(),
-        };
-        let (mut attempted, mut applied, mut forbidden) = (0usize, 0usize, 0usize);
-
-        // 1. Invites, batched by the backend; unknown accounts created when configured.
-        let mut missing: Vec<String> = Vec::new();
-        if !plan.invite.is_empty() {
-            attempted += plan.invite.len();
-            let out = match self.chat.add_members(&room.id, &plan.invite).await {
-                Ok(o) => o,
-                Err(e) => return Err(self.room_failure(cmid, job, e).await),
-            };
-            let mut unknown = out.unknown;
-            if !unknown.is_empty() && self.cfg.create_accounts {
-                let mut created = Vec::new();
-                let mut not_created = Vec::new();
-                for u in unknown {
-                    let Some(p) = profile.get(&lower(&u)) else {
-                        not_created.push(u);
-                        continue;
-                    };
-                    let new = NewChatUser {
-                        username: u.clone(),
-                        name: format!("{} {}", p.firstname, p.lastname).trim().to_owned(),
-                        email: p.email.clone(),
-                        password: random_password(),
-                    };
-                    match self.chat.create_user(&new).await {
-                        Ok(_) => {
-                            self.applied(MembershipAction::CreateUser, 1);
-                            created.push(u);
-                        }
-                        Err(e) if stops_job(&e) => return Err(chat_error(e)),
-                        // Created meanwhile by a concurrent sync of another room: use it.
-                        Err(ChatError::Conflict { .. })
-                            if self.chat.find_user(&u).await.map_err(chat_error)?.is_some() =>
-                        {
-                            created.push(u);
-                        }
-                        Err(e) => {
-                            let (code, why) = match &e {
-                                ChatError::Forbidden { .. } => {
-                                    ("forbidden", MembershipFailure::Forbidden)
-                                }
-                                ChatError::Conflict { .. } => {
-                                    ("account_conflict", MembershipFailure::Conflict)
-                                }
-                                _ => ("account_not_created", MembershipFailure::Other),
-                            };
-                            self.failed(MembershipAction::CreateUser, why, 1);
-                            outcomes.push(outcome(
-                                &u,
-                                Some(p.user_id),
-                                code,
-                                format!("users.create: {e}"),
-                            ));
-                            not_created.push(u);
-                        }
-                    }
-                }
-                if !created.is_empty() {
-                    match self.chat.add_members(&room.id, &created).await {
-                        Ok(o) => not_created.extend(o.unknown),
-                        Err(e) => return Err(self.room_failure(cmid, job, e).await),
-                    }
-                }
-                unknown = not_created;
-            }
-            for u in &unknown {
-                let k = lower(u);
-                if !outcomes.iter().any(|o| lower(&o.subject) == k) {
-                    outcomes.push(outcome(
-                        u,
-                        userid_of.get(&k).copied(),
-                        "user_missing",
-                        "no chat account (account creation is off)",
-                    ));
-                }
-            }
-            self.failed(
-                MembershipAction::Invite,
-                MembershipFailure::UserMissing,
-                unknown.len(),
-            );
-            let unknown_keys: Vec<String> = unknown.iter().map(|u| lower(u)).collect();
-            for u in &plan.invite {
-                let k = lower(u);
-                if !unknown_keys.contains(&k) {
-                    live.members.insert(
-                        k.clone(),
-                        MemberRow {
-                            username: k.clone(),
-                            userid: userid_of.get(&k).copied(),
-                            moderator: false,
-                        },
-                    );
-                    applied += 1;
-                }
-            }
-            self.applied(MembershipAction::Invite, plan.invite.len() - unknown.len());
-            missing = unknown_keys;
-            if self.cfg.create_accounts {
-                self.verify_invites(
-                    &room.id,
-                    &plan.invite,
-                    &mut missing,
-                    &mut live,
-                    &mut outcomes,
-                    cmid,
-                    job,
-                )
-                .await?;
-            }
-        }
-
-        // 2. Per-user changes: moderator grants and revokes, then kicks.
-        let steps: Vec<(MembershipAction, &String)> = plan
-            .grant_moderator
-            .iter()
-            .filter(|u| !missing.contains(&lower(u)))
-            .map(|u| (MembershipAction::Promote, u))
-            .chain(
-                plan.revoke_moderator
-                    .iter()
-                    .map(|u| (MembershipAction::Demote, u)),
-            )
-            .chain(plan.kick.iter().map(|u| (MembershipAction::Kick, u)))
-            .collect();
-        for (action, u) in steps {
-            attempted += 1;
-            let r = match action {
-                MembershipAction::Promote => self.chat.set_moderator(&room.id, u, true).await,
-                MembershipAction::Demote => self.chat.set_moderator(&room.id, u, false).await,
-                _ => self.chat.remove_member(&room.id, u).await,
-            };
-            let k = lower(u);
-            match r {
-                Ok(()) => {
-                    applied += 1;
-                    self.applied(action, 1);
-                    match action {
-                        MembershipAction::Kick => {
-                            live.members.remove(&k);
-                        }
-                        _ => {
-                            if let Some(m) = live.members.get_mut(&k) {
-                                m.moderator = action == MembershipAction::Promote;
-                            }
-                        }
-                    }
-                }
-                Err(e @ ChatError::RoomNotFound { .. }) => {
-                    return Err(self.room_failure(cmid, job, e).await)
-                }
-                Err(e) if stops_job(&e) => return Err(chat_error(e)),
-                Err(e) => {
-                    let (code, why) = match &e {
-                        ChatError::Forbidden { .. } => {
-                            forbidden += 1;
-                            ("forbidden", MembershipFailure::Forbidden)
-                        }
-                        ChatError::Conflict { .. } => {
-                            ("change_refused", MembershipFailure::Conflict)
-                        }
-                        _ => ("change_refused", MembershipFailure::Other),
-                    };
-                    self.failed(action, why, 1);
-                    outcomes.push(outcome(
-                        u,
-                        userid_of.get(&k).copied(),
-                        code,
-                        format!("{}: {e}", action.as_str()),
-                    ));
-                }
-            }
-        }
+        let mut pass = Pass::new(room.id.clone(), &plan, &current, outcomes);
+        let mut stopped = self.apply_plan(&plan, &profile, &mut pass).await.err();
         for (u, why) in &plan.kept {
             if *why == KeepReason::Owner {
-                outcomes.push(outcome(
+                pass.note(
                     u,
-                    None,
                     "owner_kept",
                     "room owner not in Moodle's membership: kept (the worker never removes owners)",
-                ));
+                );
             }
         }
 
-        // 3. Hidden activity: archive once membership is right.
-        if !r.visible {
-            match self.chat.archive_room(&room.id).await {
+        // Hidden activity: archive once membership is right, and only then: an archived
+        // room of a hidden activity is left as is, so archiving with changes left would
+        // strand them.
+        if stopped.is_none() && !r.visible && pass.pending.total() == 0 {
+            match self.retrying(|| self.chat.archive_room(&room.id)).await {
                 Ok(()) => self.applied(MembershipAction::Archive, 1),
-                Err(e) => return Err(self.room_failure(cmid, job, e).await),
+                Err(e) => stopped = Some(e),
             }
         }
+        self.finish_pass(cmid, job, &room, &plan, pass, stopped)
+            .await
+    }
 
-        // 4. Remember the converged state and the outcomes.
+    /// Applies `plan` to the room, each change on its own (see [`Engine::apply_user_changes`]).
+    /// Returns the error that stopped the pass early, if any; changes left by transient
+    /// failures are in `pass.pending`.
+    async fn apply_plan(
+        &self,
+        plan: &RoomPlan,
+        profile: &HashMap<String, &MoodleMember>,
+        pass: &mut Pass,
+    ) -> ChatResult<()> {
+        // Removals first, then additions. A user Moodle no longer wants keeps reading the
+        // room until kicked, while a late grant only delays a privilege; and removals are
+        // few where grants can be many, so with additions first a room whose grants kept
+        // failing (or that hit a rate limit on them) never got to its removals.
+        self.apply_user_changes(Change::Kick, &plan.kick, pass)
+            .await?;
+        self.apply_user_changes(Change::Revoke, &plan.revoke_moderator, pass)
+            .await?;
+        self.apply_invites(plan, profile, pass).await?;
+        let mut grants = Vec::with_capacity(plan.grant_moderator.len());
+        for u in &plan.grant_moderator {
+            let k = lower(u);
+            if pass.missing.contains(&k) {
+                continue; // no account: recorded with the invite
+            }
+            if pass.not_added.contains(&k) {
+                pass.pending.grants += 1; // not a member yet: waits with its invite
+                continue;
+            }
+            grants.push(u.clone());
+        }
+        self.apply_user_changes(Change::Grant, &grants, pass).await
+    }
+
+    /// Applies `change` to each of `users` independently: a change still failing
+    /// transiently after its in-handler retries is left for the job's retry while the others
+    /// go on; a refusal is recorded for that user; an error that stops the job (rate limit,
+    /// credentials, room gone) ends the pass.
+    async fn apply_user_changes(
+        &self,
+        change: Change,
+        users: &[String],
+        pass: &mut Pass,
+    ) -> ChatResult<()> {
+        for u in users {
+            pass.attempted += 1;
+            let room_id = pass.room_id.as_str();
+            let r = self.retrying(|| self.user_change(room_id, change, u)).await;
+            let action = change.action();
+            match r {
+                Ok(()) => {
+                    self.applied(action, 1);
+                    pass.done(change, u);
+                }
+                Err(e) if e.is_transient() => {
+                    self.failed(action, MembershipFailure::Other, 1);
+                    pass.left(change, u, &e);
+                }
+                Err(e) if stops_job(&e) => return Err(e),
+                Err(e) => {
+                    let why = pass.refused(change, u, &e);
+                    self.failed(action, why, 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn user_change<'a>(
+        &'a self,
+        room_id: &'a str,
+        change: Change,
+        username: &'a str,
+    ) -> BoxFuture<'a, ChatResult<()>> {
+        match change {
+            Change::Kick => self.chat.remove_member(room_id, username),
+            Change::Revoke => self.chat.set_moderator(room_id, username, false),
+            Change::Grant => self.chat.set_moderator(room_id, username, true),
+        }
+    }
+
+    /// Adds the plan's invitees in batches; with account creation on, creates the unknown
+    /// ones and adds them too. Invitees a transient failure kept out (after the in-handler
+    /// retries) are left for the job's retry.
+    async fn apply_invites(
+        &self,
+        plan: &RoomPlan,
+        profile: &HashMap<String, &MoodleMember>,
+        pass: &mut Pass,
+    ) -> ChatResult<()> {
+        if plan.invite.is_empty() {
+            return Ok(());
+        }
+        pass.attempted += plan.invite.len();
+        let out = match self
+            .retrying(|| self.chat.add_members(&pass.room_id, &plan.invite))
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.is_transient() => {
+                self.failed(
+                    MembershipAction::Invite,
+                    MembershipFailure::Other,
+                    plan.invite.len(),
+                );
+                pass.not_added_all(&plan.invite, "groups.invite", &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut unknown = out.unknown;
+        if !unknown.is_empty() && self.cfg.create_accounts {
+            unknown = self.create_and_add(unknown, profile, pass).await?;
+        }
+        for u in &unknown {
+            pass.note(
+                u,
+                "user_missing",
+                "no chat account (account creation is off)",
+            );
+        }
+        self.failed(
+            MembershipAction::Invite,
+            MembershipFailure::UserMissing,
+            unknown.len(),
+        );
+        pass.missing = unknown.iter().map(|u| lower(u)).collect();
+        let mut added = 0;
+        for u in &plan.invite {
+            let k = lower(u);
+            if !pass.missing.contains(&k) && !pass.not_added.contains(&k) {
+                let userid = pass.userid_of.get(&k).copied();
+                pass.live.insert(
+                    k.clone(),
+                    MemberRow {
+                        username: k,
+                        userid,
+                        moderator: false,
+                    },
+                );
+                added += 1;
+            }
+        }
+        pass.applied += added;
+        self.applied(MembershipAction::Invite, added);
+        if self.cfg.create_accounts {
+            match self.verify_invites(&plan.invite, pass).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => pass.pending.invite_checks += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates accounts for the `unknown` invitees and adds them to the room. Returns the
+    /// invitees left without an account (their reasons recorded); transient failures leave
+    /// the invitee for the job's retry instead.
+    async fn create_and_add(
+        &self,
+        unknown: Vec<String>,
+        profile: &HashMap<String, &MoodleMember>,
+        pass: &mut Pass,
+    ) -> ChatResult<Vec<String>> {
+        let mut created = Vec::new();
+        let mut not_created = Vec::new();
+        for u in unknown {
+            let Some(p) = profile.get(&lower(&u)) else {
+                not_created.push(u);
+                continue;
+            };
+            match self.create_account(&u, p).await {
+                Ok(()) => created.push(u),
+                Err(e) if e.is_transient() => {
+                    self.failed(MembershipAction::CreateUser, MembershipFailure::Other, 1);
+                    pass.not_added_all(std::slice::from_ref(&u), "users.create", &e);
+                }
+                Err(e) if stops_job(&e) => return Err(e),
+                Err(e) => {
+                    let (code, why) = match &e {
+                        ChatError::Forbidden { .. } => ("forbidden", MembershipFailure::Forbidden),
+                        ChatError::Conflict { .. } => {
+                            ("account_conflict", MembershipFailure::Conflict)
+                        }
+                        _ => ("account_not_created", MembershipFailure::Other),
+                    };
+                    self.failed(MembershipAction::CreateUser, why, 1);
+                    pass.note(&u, code, format!("users.create: {e}"));
+                    not_created.push(u);
+                }
+            }
+        }
+        if !created.is_empty() {
+            match self
+                .retrying(|| self.chat.add_members(&pass.room_id, &created))
+                .await
+            {
+                Ok(o) => not_created.extend(o.unknown),
+                Err(e) if e.is_transient() => pass.not_added_all(&created, "groups.invite", &e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(not_created)
+    }
+
+    /// Creates the chat account of `username`. An account that a concurrent sync of another
+    /// room (or a lost answer to a retried call) made meanwhile counts as created.
+    async fn create_account(&self, username: &str, p: &MoodleMember) -> ChatResult<()> {
+        let new = NewChatUser {
+            username: username.to_owned(),
+            name: format!("{} {}", p.firstname, p.lastname).trim().to_owned(),
+            email: p.email.clone(),
+            password: random_password(),
+        };
+        match self.retrying(|| self.chat.create_user(&new)).await {
+            Ok(_) => {
+                self.applied(MembershipAction::CreateUser, 1);
+                Ok(())
+            }
+            Err(e @ ChatError::Conflict { .. }) => match self.chat.find_user(username).await? {
+                Some(_) => Ok(()),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records what the pass achieved and turns it into the job's result. The membership
+    /// and outcomes are recorded also when the pass stopped early or left changes: "unenrol
+    /// everywhere" reads them, and the next attempt plans again from the room's listing, so
+    /// it does only what is left.
+    async fn finish_pass(
+        &self,
+        cmid: i64,
+        job: &JobInfo,
+        room: &Room,
+        plan: &RoomPlan,
+        pass: Pass,
+        stopped: Option<ChatError>,
+    ) -> Result<String, HandlerError> {
+        if let Some(e @ ChatError::RoomNotFound { .. }) = stopped {
+            return Err(self.room_failure(cmid, job, e).await); // no members to record
+        }
         let bot = lower(self.chat.bot_username());
-        let rows: Vec<MemberRow> = live
-            .members
+        let rows: Vec<MemberRow> = pass
+            .live
             .into_values()
             .filter(|m| m.username != bot)
             .collect();
-        let problems = outcomes.iter().filter(|o| o.code != "owner_kept").count();
+        let problems = pass
+            .outcomes
+            .iter()
+            .filter(|o| o.code != "owner_kept")
+            .count();
         let result = if problems == 0 {
             "converged"
         } else {
@@ -607,24 +636,36 @@ impl Engine {
         };
         self.state.put_members(cmid, &rows, result).await?;
         self.state
-            .put_outcomes(cmid, Some(job.id), &outcomes)
+            .put_outcomes(cmid, Some(job.id), &pass.outcomes)
             .await?;
 
-        if attempted > 0 && applied == 0 && forbidden > 0 {
-            return Err(HandlerError::Permanent(format!(
-                "room of course module {cmid}: every change refused for lack of permission ({forbidden} recorded in rcjobs_sync.outcome)"
+        if let Some(e) = stopped {
+            return Err(self.room_failure(cmid, job, e).await);
+        }
+        let left = pass.pending.total();
+        if left > 0 {
+            return Err(HandlerError::Retryable(format!(
+                "room {} (cm {cmid}): {left} change{} left after transient chat errors ({}); progress recorded, the retry does only what is left",
+                room.name,
+                if left == 1 { "" } else { "s" },
+                pass.pending.describe()
             )));
         }
-        let summary = format!(
+        if pass.attempted > 0 && pass.applied == 0 && pass.forbidden > 0 {
+            return Err(HandlerError::Permanent(format!(
+                "room of course module {cmid}: every change refused for lack of permission ({} recorded in rcjobs_sync.outcome)",
+                pass.forbidden
+            )));
+        }
+        Ok(format!(
             "room {} (cm {cmid}): {} members; +{} -{} mod+{} mod-{}; {} recorded problems",
             room.name,
             rows.len(),
-            plan.invite.len() - missing.len(),
+            plan.invite.len().saturating_sub(pass.missing.len()),
             plan.kick.len(),
             plan.grant_moderator.len(),
             plan.revoke_moderator.len(),
             problems
-        );
-        Ok(summary)
+        ))
     }
 }
