@@ -490,11 +490,35 @@ BEGIN
     END LOOP;
 END $$;
 
+-- ---------------------------------------------------------------------------------------------
+-- Pending jobs not yet due (delayed, backing off, the periodic reconcile's spread syncs), so
+-- callers can tell waiting work from scheduled work: the counters cannot (their `ready`
+-- includes both). Ready ones by a skip scan of the claim index, one range per (queue,
+-- priority): O(scheduled jobs), never the due backlog. Blocked ones by their own index.
+-- ---------------------------------------------------------------------------------------------
+CREATE FUNCTION rcjobs.scheduled_count() RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE g(queue, priority) AS (
+        (SELECT j.queue, j.priority FROM rcjobs.job j
+         WHERE j.state = 'ready' ORDER BY j.queue, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.queue, n.priority FROM g CROSS JOIN LATERAL (
+            SELECT j.queue, j.priority FROM rcjobs.job j
+            WHERE j.state = 'ready' AND (j.queue, j.priority) > (g.queue, g.priority)
+            ORDER BY j.queue, j.priority LIMIT 1) n)
+    SELECT coalesce(sum(f.n), 0)::bigint
+         + (SELECT count(*) FROM rcjobs.job b WHERE b.state = 'blocked' AND b.run_at > now())
+    FROM g CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM rcjobs.job j
+        WHERE j.state = 'ready' AND j.queue = g.queue AND j.priority = g.priority AND j.run_at > now()) f
+$$;
+
 DROP FUNCTION rcjobs.join_lane(text, bigint);
 
 REVOKE ALL ON FUNCTION rcjobs.run_at_ok(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.check_run_at(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.pick_lane_heads(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION rcjobs.scheduled_count() FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.join_lane(text, bigint, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.insert_job(bigint, rcjobs.job_kind, text, smallint, timestamptz, jsonb, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.meet_later_duplicate(text, text, timestamptz, text, bigint) FROM PUBLIC;

@@ -8,9 +8,7 @@ use rcjobs_metrics::{Metrics, MetricsConfig};
 use rcjobs_rocketchat::{
     Auth, RequestObserver, RocketChatBackend, RocketChatClient, RocketChatConfig, Secret,
 };
-use rcjobs_worker::runtime::{
-    register_all, run_reconcile_scheduler, run_stats_sampler, MetricsHooks,
-};
+use rcjobs_worker::runtime::{MetricsHooks, WorkerStack};
 use rcjobs_worker::{CancellationToken, Engine, PgRequestGate, WorkerConfig};
 use sqlx::postgres::PgPoolOptions;
 use std::net::SocketAddr;
@@ -250,8 +248,6 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
         .context("connecting to Rocket.Chat")?;
     tracing::info!(bot = %rcjobs_chat::ChatBackend::bot_username(&backend), "connected to Rocket.Chat");
 
-    let interval = cfg.reconcile_interval_secs;
-    let queue = cfg.queue.clone();
     let engine = Arc::new(Engine::new(
         pool.clone(),
         moodle,
@@ -283,7 +279,7 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
             .context("DATABASE_LISTEN_URL is not a valid database URL")?;
         builder = builder.wakeup(rcjobs_queue::Wakeup::start(&listen_pool));
     }
-    let worker = register_all(builder, engine).build()?;
+    let worker = WorkerStack::build(builder, engine, Some(metrics.clone()))?;
 
     let stop = CancellationToken::new();
     let server = rcjobs_metrics::MetricsServer::bind(
@@ -301,20 +297,6 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
     let server_stop_token = CancellationToken::new();
     let server_stop = server_stop_token.clone();
     let server_task = tokio::spawn(server.run(async move { server_stop.cancelled().await }));
-    tokio::spawn(run_stats_sampler(
-        pool.clone(),
-        metrics.clone(),
-        Duration::from_secs(5),
-        stop.clone(),
-    ));
-    if interval > 0 {
-        tokio::spawn(run_reconcile_scheduler(
-            pool.clone(),
-            queue,
-            Duration::from_secs(interval),
-            stop.clone(),
-        ));
-    }
 
     let drain = stop.clone();
     let drain_metrics = metrics.clone();

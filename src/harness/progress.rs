@@ -100,13 +100,15 @@ pub async fn finished_jobs(pool: &PgPool) -> anyhow::Result<i64> {
     .sum())
 }
 
-/// Jobs not finished (ready, running, blocked), from the counters.
+/// Jobs not finished (ready, running, blocked) and due, from the counters less the scheduled ones.
 pub async fn pending_jobs(pool: &PgPool) -> anyhow::Result<i64> {
     let s = rcjobs_queue::stats(pool).await?;
-    Ok([JobState::Ready, JobState::Running, JobState::Blocked]
+    let pending: i64 = [JobState::Ready, JobState::Running, JobState::Blocked]
         .iter()
         .map(|st| s.total(*st))
-        .sum())
+        .sum();
+    // the periodic reconcile's jobs for later periods are not work left to drain
+    Ok(pending - rcjobs_queue::scheduled_jobs(pool).await?)
 }
 
 /// Dead jobs so far.

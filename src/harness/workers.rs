@@ -5,7 +5,7 @@
 use super::chat::{CallCounter, ChatServer};
 use rcjobs_chat::RequestGate;
 use rcjobs_queue::{JobInfo, JobOutcome, QueueHooks, RetryPolicy};
-use rcjobs_worker::runtime::register_all;
+use rcjobs_worker::runtime::WorkerStack;
 use rcjobs_worker::{CancellationToken, Engine, PgRequestGate, WorkerConfig};
 use sqlx::postgres::PgConnectOptions;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +118,7 @@ pub async fn start(
                 ..RetryPolicy::default()
             })
             .hooks(counters.clone());
-        let worker = register_all(builder, engine).build()?;
+        let worker = WorkerStack::build(builder, engine, None)?;
         let s = stop.clone();
         tasks.push(tokio::spawn(async move {
             worker.run(async move { s.cancelled().await }).await

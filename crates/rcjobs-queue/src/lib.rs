@@ -40,7 +40,7 @@ pub use admin::{
     JobState, RetryOutcome,
 };
 pub use retry::RetryPolicy;
-pub use stats::{stats, QueueStats, StateCount, WorkerInfo};
+pub use stats::{scheduled_jobs, stats, QueueStats, StateCount, WorkerInfo};
 pub use worker::{
     handler_fn, JobContext, JobError, JobHandler, JobInfo, JobOutcome, LeaseLoss, NoHooks,
     PayloadError, QueueHooks, Wakeup, Worker, WorkerBuilder, WorkerConfig,

@@ -133,3 +133,12 @@ pub async fn compact_stats(pool: &PgPool) -> Result<(), QueueError> {
         .await?;
     Ok(())
 }
+
+/// Pending jobs that are not due yet (delayed, backing off, the periodic reconcile's spread
+/// syncs). The counters' `ready` includes them; subtract this to get the work that is
+/// waiting now. Costs O(scheduled jobs), not O(backlog).
+pub async fn scheduled_jobs(pool: &PgPool) -> Result<i64, QueueError> {
+    Ok(sqlx::query_scalar("SELECT rcjobs.scheduled_count()")
+        .fetch_one(pool)
+        .await?)
+}

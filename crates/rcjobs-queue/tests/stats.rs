@@ -420,3 +420,31 @@ async fn oldest_ready_age_spans_queues_and_priorities() {
         "the lane head counts, its follower does not: {a}"
     );
 }
+
+#[tokio::test]
+async fn scheduled_jobs_are_told_apart_from_due_ones() {
+    let db = common::db().await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let jobs = [
+        NewJob::new("noop", json!({})),
+        NewJob::new("noop", json!({})).queue("q2").priority(5),
+        NewJob::new("noop", json!({})).run_at(later),
+        NewJob::new("noop", json!({}))
+            .queue("q2")
+            .priority(5)
+            .run_at(later),
+        NewJob::new("noop", json!({})).queue("q3").run_at(later),
+        // a lane: a due head and a follower scheduled later (blocked)
+        NewJob::new("noop", json!({})).exclusion_key("room:1"),
+        NewJob::new("noop", json!({}))
+            .exclusion_key("room:1")
+            .run_at(later),
+    ];
+    for j in &jobs {
+        enqueue(&db.pool, j).await.unwrap();
+    }
+    assert_eq!(rcjobs_queue::scheduled_jobs(&db.pool).await.unwrap(), 4);
+    let s = stats(&db.pool).await.unwrap();
+    let pending = s.total(JobState::Ready) + s.total(JobState::Blocked);
+    assert_eq!(pending, 7);
+}

@@ -82,6 +82,80 @@ pub fn register_all(mut builder: WorkerBuilder, engine: Arc<Engine>) -> WorkerBu
     builder
 }
 
+/// One worker replica as users run it: the queue worker with every handler registered, the
+/// periodic reconcile scheduler (on unless the engine's `reconcile_interval_secs` is 0) and,
+/// given metrics, the queue-stats sampler. The CLI, the demo and bench harness and the tests
+/// all start workers through this, so what they test is what users run.
+#[derive(Debug)]
+pub struct WorkerStack {
+    worker: rcjobs_queue::Worker,
+    pool: PgPool,
+    queue: String,
+    reconcile: Option<Duration>,
+    metrics: Option<Metrics>,
+}
+
+impl WorkerStack {
+    /// Registers every handler on `builder` (configure its pool, concurrency, queues, hooks
+    /// and policies first) and builds the replica around `engine`.
+    pub fn build(
+        builder: WorkerBuilder,
+        engine: Arc<Engine>,
+        metrics: Option<Metrics>,
+    ) -> Result<WorkerStack, rcjobs_queue::QueueError> {
+        let pool = engine.pool.clone();
+        let cfg = engine.config();
+        let queue = cfg.queue.clone();
+        let reconcile = (cfg.reconcile_interval_secs > 0)
+            .then(|| Duration::from_secs(cfg.reconcile_interval_secs));
+        let worker = register_all(builder, engine).build()?;
+        Ok(WorkerStack {
+            worker,
+            pool,
+            queue,
+            reconcile,
+            metrics,
+        })
+    }
+
+    /// This replica's worker id.
+    pub fn id(&self) -> uuid::Uuid {
+        self.worker.id()
+    }
+
+    /// Runs the replica until `shutdown` resolves and the queue worker has drained; the
+    /// background tasks stop with it.
+    pub async fn run<F>(self, shutdown: F) -> Result<(), rcjobs_queue::QueueError>
+    where
+        F: std::future::Future<Output = ()> + Send,
+    {
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        if let Some(every) = self.reconcile {
+            tasks.push(tokio::spawn(run_reconcile_scheduler(
+                self.pool.clone(),
+                self.queue.clone(),
+                every,
+                stop.clone(),
+            )));
+        }
+        if let Some(m) = self.metrics {
+            tasks.push(tokio::spawn(run_stats_sampler(
+                self.pool.clone(),
+                m,
+                Duration::from_secs(5),
+                stop.clone(),
+            )));
+        }
+        let result = self.worker.run(shutdown).await;
+        stop.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        result
+    }
+}
+
 /// Queue runtime events → `rcjobs_*` metrics.
 #[derive(Debug, Clone)]
 pub struct MetricsHooks {
@@ -105,7 +179,9 @@ impl QueueHooks for MetricsHooks {
             JobOutcome::Completed => MetricOutcome::Completed,
             JobOutcome::Retryable | JobOutcome::Interrupted => MetricOutcome::Retried,
             JobOutcome::Snoozed => MetricOutcome::Snoozed,
-            JobOutcome::Permanent | JobOutcome::NoHandler => MetricOutcome::Dead,
+            JobOutcome::Permanent | JobOutcome::NoHandler | JobOutcome::Panicked => {
+                MetricOutcome::Dead
+            }
         };
         self.metrics.job_finished(&job.kind, o, duration);
     }

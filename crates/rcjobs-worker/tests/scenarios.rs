@@ -526,7 +526,7 @@ async fn plugin_backend(env: &Env) -> rcjobs_rocketchat::RocketChatBackend {
 async fn missing_accounts_are_recorded_not_retried() {
     let cfg = rcjobs_worker::WorkerConfig {
         create_accounts: false,
-        reconcile_interval_secs: 0,
+        reconcile_interval_secs: common::TEST_RECONCILE_SECS,
         ..Default::default()
     };
     let env = Env::new(small_site(11), SimConfig::default(), cfg).await;

@@ -9,7 +9,7 @@ use rcjobs_producer::{EnqueueOptions, Job};
 use rcjobs_rocketchat::{Auth, RocketChatBackend, RocketChatClient, RocketChatConfig, Secret};
 use rcjobs_sim::{SimConfig, SimHandle};
 use rcjobs_testkit::{wait_for, TestDb};
-use rcjobs_worker::runtime::register_all;
+use rcjobs_worker::runtime::WorkerStack;
 use rcjobs_worker::{CancellationToken, Engine, WorkerConfig};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
@@ -141,9 +141,8 @@ impl Env {
                     .connect(&target.db_url)
                     .await
                     .unwrap();
-                let worker = register_all(worker_builder(pool, concurrency), engine)
-                    .build()
-                    .unwrap();
+                let worker =
+                    WorkerStack::build(worker_builder(pool, concurrency), engine, None).unwrap();
                 tokio::spawn(async move {
                     let _ = worker.run(std::future::pending::<()>()).await;
                 });
@@ -168,9 +167,9 @@ impl Env {
             .connect(&self.db.url)
             .await
             .unwrap();
-        let worker = register_all(worker_builder(pool, concurrency), self.engine.clone())
-            .build()
-            .unwrap();
+        let worker =
+            WorkerStack::build(worker_builder(pool, concurrency), self.engine.clone(), None)
+                .unwrap();
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -445,11 +444,16 @@ pub fn small_site(seed: u64) -> FixtureSpec {
     s
 }
 
-/// Handler settings for scenarios: accounts created on demand.
+/// The periodic reconcile's period in tests: shortened from the default hour so that it
+/// runs during a test, never switched off (what users run is what we test).
+pub const TEST_RECONCILE_SECS: u64 = 20;
+
+/// Handler settings for scenarios: accounts created on demand, the periodic reconcile on
+/// with a [`TEST_RECONCILE_SECS`] period.
 pub fn creating_accounts() -> WorkerConfig {
     WorkerConfig {
         create_accounts: true,
-        reconcile_interval_secs: 0,
+        reconcile_interval_secs: TEST_RECONCILE_SECS,
         ..WorkerConfig::default()
     }
 }
