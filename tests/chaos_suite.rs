@@ -496,6 +496,7 @@ async fn chaos_nothing_lost_nothing_stuck_chat_equals_moodle() {
         "dead_designed": malformed.len(),
         "lost": f.lost,
         "stuck": f.unfinished,
+        "periodic_pending": f.periodic_pending,
         "workers": WORKERS,
         "sigkills": kills,
         "postgres_restarts": 1,
@@ -552,7 +553,10 @@ async fn chaos_nothing_lost_nothing_stuck_chat_equals_moodle() {
             "dead job {id} ({kind}) has no reason"
         );
     }
-    assert_eq!(f.completed + f.superseded + f.dead.len() as i64, f.enqueued);
+    assert_eq!(
+        f.completed + f.superseded + f.dead.len() as i64 + f.periodic_pending + f.scheduled,
+        f.enqueued
+    );
     assert!(
         workload >= target,
         "only {workload} workload jobs of {target}"

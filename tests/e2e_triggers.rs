@@ -68,12 +68,12 @@ impl Ctx {
         }
     }
 
-    /// Jobs due, running or blocked behind a running one (jobs scheduled for later, such as
-    /// an enrolment's end in 2038, do not count).
+    /// Jobs due (ready or blocked behind their lane) or running; jobs scheduled for later,
+    /// such as an enrolment's end in 2038 or the next periodic reconcile, do not count.
     async fn busy(&self) -> i64 {
         sqlx::query_scalar(
             "SELECT count(*) FROM rcjobs.job
-              WHERE state IN ('running', 'blocked') OR (state = 'ready' AND run_at <= now())",
+              WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now())",
         )
         .fetch_one(&self.pool)
         .await

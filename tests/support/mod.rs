@@ -8,6 +8,7 @@ pub mod pg_cluster;
 pub mod pgbouncer;
 pub mod procs;
 pub mod site;
+pub mod truth;
 
 use std::path::PathBuf;
 
@@ -29,7 +30,8 @@ pub fn median_max(v: &[f64]) -> (f64, f64) {
     (s[s.len() / 2], s[s.len() - 1])
 }
 
-/// Waits until no job is left in `rcjobs.job` (ready, running or blocked), or panics.
+/// Waits until no work is left in `rcjobs.job` ([`site::pending`]: jobs scheduled for later
+/// and the periodic reconcile's own do not count), or panics.
 pub async fn wait_drained(
     pool: &sqlx::PgPool,
     deadline: std::time::Duration,

@@ -92,8 +92,6 @@ impl WorkerProc {
             .arg(spec.concurrency.to_string())
             .arg("--metrics-addr")
             .arg(spec.metrics_addr.to_string())
-            .arg("--reconcile-interval")
-            .arg("0")
             .args(&spec.args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -154,8 +154,15 @@ pub struct Fates {
     pub cancelled: i64,
     /// Dead: (id, kind, last error).
     pub dead: Vec<(i64, String, Option<String>)>,
-    /// Still in `rcjobs.job` (ready, running or blocked): stuck.
+    /// Still in `rcjobs.job` (ready, running or blocked) and due, running or backing off
+    /// after a failure, other than the periodic reconcile's own jobs: stuck.
     pub unfinished: i64,
+    /// Never run and scheduled for later (an enrolment's end, a delayed job): expected.
+    pub scheduled: i64,
+    /// The periodic reconcile's jobs still pending (`reconcile_all` of a coming period, the
+    /// spread `rsync:` room syncs): the reconcile is on, as users run it, so these are
+    /// expected at any moment and are not stuck.
+    pub periodic_pending: i64,
     /// Neither in `rcjobs.job` nor in history: lost.
     pub lost: i64,
     /// Error-history entries by class (`retry`, `expire`, `dead`, ...).
@@ -166,7 +173,9 @@ pub struct Fates {
 
 /// Reads the fate of every audited job.
 pub async fn fates(pool: &PgPool) -> Fates {
-    let (enqueued, completed, superseded, cancelled, unfinished, lost, rerun_jobs): (
+    let (enqueued, completed, superseded, cancelled, unfinished, scheduled, periodic_pending, lost, rerun_jobs): (
+        i64,
+        i64,
         i64,
         i64,
         i64,
@@ -179,7 +188,11 @@ pub async fn fates(pool: &PgPool) -> Fates {
                 count(*) FILTER (WHERE h.state = 'completed'),
                 count(*) FILTER (WHERE h.state = 'superseded'),
                 count(*) FILTER (WHERE h.state = 'cancelled'),
-                count(*) FILTER (WHERE j.id IS NOT NULL),
+                count(*) FILTER (WHERE j.id IS NOT NULL AND NOT (j.kind = 'reconcile_all' OR j.dedup_key LIKE 'rsync:%')
+                                   AND NOT (j.attempt = 0 AND j.state <> 'running' AND j.run_at > now())),
+                count(*) FILTER (WHERE j.id IS NOT NULL AND NOT (j.kind = 'reconcile_all' OR j.dedup_key LIKE 'rsync:%')
+                                   AND j.attempt = 0 AND j.state <> 'running' AND j.run_at > now()),
+                count(*) FILTER (WHERE j.id IS NOT NULL AND (j.kind = 'reconcile_all' OR j.dedup_key LIKE 'rsync:%')),
                 count(*) FILTER (WHERE j.id IS NULL AND h.id IS NULL),
                 count(*) FILTER (WHERE h.attempt > 1)
            FROM rcjobs_test.enqueued e
@@ -219,16 +232,22 @@ pub async fn fates(pool: &PgPool) -> Fates {
         cancelled,
         dead,
         unfinished,
+        scheduled,
+        periodic_pending,
         lost,
         error_classes,
         rerun_jobs,
     }
 }
 
-/// Jobs not finished yet (ready, running, blocked), and of those, due or running now.
+/// Jobs not finished yet that are work left to do (see [`Fates::unfinished`]: not the
+/// periodic reconcile's, not scheduled for later without having run), and of all unfinished
+/// jobs, those due or running now.
 pub async fn pending(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE state = 'running' OR (state = 'ready' AND run_at <= now()))
+        "SELECT count(*) FILTER (WHERE NOT (kind = 'reconcile_all' OR dedup_key LIKE 'rsync:%')
+                                   AND NOT (attempt = 0 AND state <> 'running' AND run_at > now())),
+                count(*) FILTER (WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now()))
            FROM rcjobs.job",
     )
     .fetch_one(pool)

@@ -129,6 +129,9 @@ pub struct Snapshot {
     pub rate_limited: u64,
     /// All API calls.
     pub total_requests: u64,
+    /// Calls failed on purpose by the fault settings (`fail_rate`, `drop_rate`,
+    /// `timeout_rate`).
+    pub faults_injected: u64,
 }
 
 impl Snapshot {
@@ -202,6 +205,7 @@ pub(crate) fn snapshot_of(app: &App) -> Snapshot {
             .collect(),
         rate_limited: st.counters.rate_limited,
         total_requests: st.counters.total,
+        faults_injected: st.counters.faults,
     }
 }
 

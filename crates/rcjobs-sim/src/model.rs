@@ -177,6 +177,8 @@ pub(crate) struct Counters {
     pub by_status: HashMap<u16, u64>,
     pub rate_limited: u64,
     pub total: u64,
+    /// Calls the fault dice turned into a failure (dropped, 500 before or after, slow).
+    pub faults: u64,
     pub log: std::collections::VecDeque<Value>,
 }
 

@@ -254,6 +254,9 @@ async fn call(
         st.counters.total += 1;
     }
     let (fault, latency, slow) = app.roll();
+    if fault != Fault::None {
+        lock(&app.state).counters.faults += 1;
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
