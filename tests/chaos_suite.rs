@@ -496,7 +496,6 @@ async fn chaos_nothing_lost_nothing_stuck_chat_equals_moodle() {
         "dead_designed": malformed.len(),
         "lost": f.lost,
         "stuck": f.unfinished,
-        "periodic_pending": f.periodic_pending,
         "workers": WORKERS,
         "sigkills": kills,
         "postgres_restarts": 1,
@@ -554,7 +553,7 @@ async fn chaos_nothing_lost_nothing_stuck_chat_equals_moodle() {
         );
     }
     assert_eq!(
-        f.completed + f.superseded + f.dead.len() as i64 + f.periodic_pending + f.scheduled,
+        f.completed + f.superseded + f.dead.len() as i64 + f.scheduled,
         f.enqueued
     );
     assert!(

@@ -408,7 +408,6 @@ async fn random_moodle_changes_converge_under_faults_kills_and_the_periodic_reco
         "dead": f.dead.len(),
         "lost": f.lost,
         "stuck": f.unfinished,
-        "periodic_pending": f.periodic_pending,
         "scheduled": f.scheduled,
     });
     println!("convergence-figures {figures}");

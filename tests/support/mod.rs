@@ -30,8 +30,8 @@ pub fn median_max(v: &[f64]) -> (f64, f64) {
     (s[s.len() / 2], s[s.len() - 1])
 }
 
-/// Waits until no work is left in `rcjobs.job` ([`site::pending`]: jobs scheduled for later
-/// and the periodic reconcile's own do not count), or panics.
+/// Waits until no work is left in `rcjobs.job` ([`site::pending`]: jobs scheduled for later,
+/// the periodic reconcile's among them, do not count), or panics.
 pub async fn wait_drained(
     pool: &sqlx::PgPool,
     deadline: std::time::Duration,

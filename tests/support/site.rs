@@ -155,14 +155,12 @@ pub struct Fates {
     /// Dead: (id, kind, last error).
     pub dead: Vec<(i64, String, Option<String>)>,
     /// Still in `rcjobs.job` (ready, running or blocked) and due, running or backing off
-    /// after a failure, other than the periodic reconcile's own jobs: stuck.
+    /// after a failure: stuck.
     pub unfinished: i64,
-    /// Never run and scheduled for later (an enrolment's end, a delayed job): expected.
+    /// Never run and scheduled for later: an enrolment's end, the periodic reconcile's
+    /// `reconcile_all` of a coming period and its spread room syncs (the reconcile is on, as
+    /// users run it, so these exist at any moment). Expected, not stuck.
     pub scheduled: i64,
-    /// The periodic reconcile's jobs still pending (`reconcile_all` of a coming period, the
-    /// spread `rsync:` room syncs): the reconcile is on, as users run it, so these are
-    /// expected at any moment and are not stuck.
-    pub periodic_pending: i64,
     /// Neither in `rcjobs.job` nor in history: lost.
     pub lost: i64,
     /// Error-history entries by class (`retry`, `expire`, `dead`, ...).
@@ -173,8 +171,7 @@ pub struct Fates {
 
 /// Reads the fate of every audited job.
 pub async fn fates(pool: &PgPool) -> Fates {
-    let (enqueued, completed, superseded, cancelled, unfinished, scheduled, periodic_pending, lost, rerun_jobs): (
-        i64,
+    let (enqueued, completed, superseded, cancelled, unfinished, scheduled, lost, rerun_jobs): (
         i64,
         i64,
         i64,
@@ -188,11 +185,10 @@ pub async fn fates(pool: &PgPool) -> Fates {
                 count(*) FILTER (WHERE h.state = 'completed'),
                 count(*) FILTER (WHERE h.state = 'superseded'),
                 count(*) FILTER (WHERE h.state = 'cancelled'),
-                count(*) FILTER (WHERE j.id IS NOT NULL AND NOT (j.kind = 'reconcile_all' OR j.dedup_key LIKE 'rsync:%')
-                                   AND NOT (j.attempt = 0 AND j.state <> 'running' AND j.run_at > now())),
-                count(*) FILTER (WHERE j.id IS NOT NULL AND NOT (j.kind = 'reconcile_all' OR j.dedup_key LIKE 'rsync:%')
-                                   AND j.attempt = 0 AND j.state <> 'running' AND j.run_at > now()),
-                count(*) FILTER (WHERE j.id IS NOT NULL AND (j.kind = 'reconcile_all' OR j.dedup_key LIKE 'rsync:%')),
+                count(*) FILTER (WHERE j.id IS NOT NULL
+                                   AND NOT (j.attempt = 0 AND j.snoozes = 0 AND j.state <> 'running' AND j.run_at > now())),
+                count(*) FILTER (WHERE j.id IS NOT NULL
+                                   AND j.attempt = 0 AND j.snoozes = 0 AND j.state <> 'running' AND j.run_at > now()),
                 count(*) FILTER (WHERE j.id IS NULL AND h.id IS NULL),
                 count(*) FILTER (WHERE h.attempt > 1)
            FROM rcjobs_test.enqueued e
@@ -233,20 +229,17 @@ pub async fn fates(pool: &PgPool) -> Fates {
         dead,
         unfinished,
         scheduled,
-        periodic_pending,
         lost,
         error_classes,
         rerun_jobs,
     }
 }
 
-/// Jobs not finished yet that are work left to do (see [`Fates::unfinished`]: not the
-/// periodic reconcile's, not scheduled for later without having run), and of all unfinished
-/// jobs, those due or running now.
+/// Jobs not finished yet that are work left to do (see [`Fates::unfinished`]: not those
+/// scheduled for later that never ran), and of all unfinished jobs, those due or running now.
 pub async fn pending(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE NOT (kind = 'reconcile_all' OR dedup_key LIKE 'rsync:%')
-                                   AND NOT (attempt = 0 AND state <> 'running' AND run_at > now())),
+        "SELECT count(*) FILTER (WHERE NOT (attempt = 0 AND snoozes = 0 AND state <> 'running' AND run_at > now())),
                 count(*) FILTER (WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now()))
            FROM rcjobs.job",
     )
