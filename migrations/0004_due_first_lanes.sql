@@ -12,6 +12,11 @@
 -- pulls a job forward. A running head is never displaced: at most one job per key runs.
 -- Dedup: the earlier run_at wins; a retry waiting in backoff is superseded by the newer job.
 
+-- Never queue behind the hot job table for long (docs/operations.md §8): a migration that
+-- times out is simply run again. Workers of schema 3 keep working on schema 4 (every function
+-- they call keeps its signature).
+SET LOCAL lock_timeout = '5s';
+
 -- ---------------------------------------------------------------------------------------------
 -- run_at bounds (rcjobs_queue::check_run_at says the same)
 -- ---------------------------------------------------------------------------------------------
