@@ -24,6 +24,11 @@ pub struct WorkerConfig {
     pub queue: String,
     /// Priority of periodic syncs (event-driven syncs use 0; lower runs first).
     pub periodic_priority: i16,
+    /// How long a course module that still carries another live module's room id (a
+    /// duplicate or restore the plugin has not finished: it commits the source's id first and
+    /// writes the new group's id after creating it) waits for Moodle's own id before the
+    /// worker gives it a room of its own, in seconds.
+    pub duplicate_wait_secs: u64,
 }
 
 impl Default for WorkerConfig {
@@ -36,6 +41,7 @@ impl Default for WorkerConfig {
             reconcile_interval_secs: 3600,
             queue: "default".into(),
             periodic_priority: 10,
+            duplicate_wait_secs: 600,
         }
     }
 }

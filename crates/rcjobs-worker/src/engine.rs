@@ -32,6 +32,8 @@ pub struct JobInfo {
     pub attempt: i32,
     /// The exclusion key the job holds, if any (room syncs must hold `room:<cmid>`).
     pub exclusion_key: Option<String>,
+    /// When the job was enqueued (how long a room has waited for Moodle's own id).
+    pub enqueued_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// How a handler failed, in the queue's terms.

@@ -47,6 +47,7 @@ impl JobHandler for SyncHandler {
             kind: job.kind.clone(),
             attempt: job.attempt,
             exclusion_key: job.exclusion_key.clone(),
+            enqueued_at: job.enqueued_at,
         };
         let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempt);
         let work = self.engine.handle(&info, &job.payload);

@@ -317,6 +317,18 @@ impl SyncState {
         tx.commit().await
     }
 
+    /// Records that `cmid` left chat room `previous` for the room Moodle points at now.
+    pub async fn note_previous_room(&self, cmid: i64, previous: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE rcjobs_sync.room SET previous_room_id = $2, room_changed_at = now() WHERE cmid = $1",
+        )
+        .bind(cmid)
+        .bind(previous)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records (or replaces) one room-level outcome of `cmid`, keeping user-level ones.
     pub async fn put_room_outcome(
         &self,

@@ -308,6 +308,7 @@ fn sync_job(cmid: i64, id: i64) -> JobInfo {
         kind: "synchronize_group".into(),
         attempt: 1,
         exclusion_key: Some(room_lock_key(cmid)),
+        enqueued_at: chrono::Utc::now(),
     }
 }
 

@@ -27,9 +27,10 @@ async fn fan_out_enqueues_room_syncs_ahead_of_the_backlog() {
     env.drain().await;
     worker.stop().await;
 
+    // event-driven syncs (the periodic reconcile's own carry `rsync:` keys and its priority)
     let priorities: Vec<i16> = sqlx::query_scalar(
         "SELECT priority FROM rcjobs.job_history WHERE kind = 'synchronize_group' \
-         AND payload->>'cmid' = $1::text",
+         AND payload->>'cmid' = $1::text AND dedup_key NOT LIKE 'rsync:%'",
     )
     .bind(cmid)
     .fetch_all(env.pool())

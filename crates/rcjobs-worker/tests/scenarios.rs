@@ -493,18 +493,96 @@ async fn lifecycle_scenarios_converge() {
             .unwrap();
     assert_eq!(kept.as_deref(), Some("room_kept"));
 
-    // 13. Duplicate: the copy carries the original's group id; it gets its own room holding
-    //     the course's members, the original keeps its room.
+    // 13. Duplicate, in the plugin's order: the copy's row is committed with the original's
+    //     group id, then the plugin creates the copy's group and stores its id. Meanwhile the
+    //     restore job waits (snoozes) instead of making a competing room; the room Moodle
+    //     points at once it has its own id is the one converged.
     let e = insert_cm(&env, a2, &room_a).await;
     env.enqueue_raw("restore", json!({"cmid": e})).await;
     env.enqueue_raw("restore", json!({"cmid": e})).await;
+    rcjobs_testkit::wait_for("restore of the copy waits", Duration::from_secs(30), || {
+        let p = p.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM rcjobs.job WHERE kind = 'restore' AND snoozes > 0",
+            )
+            .fetch_one(&p)
+            .await
+            .ok()?;
+            (n > 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(env.room_id(e).await, None, "no competing room for the copy");
+    let copy_group = plugin_group(&env, "copy_made_by_plugin").await;
+    set_rocketchatid(&env, e, &copy_group).await;
+    env.enqueue_raw("synchronize_group", json!({"cmid": e}))
+        .await;
     step(&env, "duplicate").await;
-    let room_e = env.room_id(e).await.unwrap();
-    assert_ne!(room_e, room_a);
+    assert_eq!(env.room_id(e).await.as_deref(), Some(copy_group.as_str()));
     assert_eq!(env.room_id(a2).await.as_deref(), Some(room_a.as_str()));
     assert!(!env.truth(e).await.is_empty());
+    let worker_rooms = env
+        .sim
+        .snapshot()
+        .rooms
+        .iter()
+        .filter(|r| r.name.contains("(copy)") || r.name.ends_with("_2"))
+        .count();
+    assert_eq!(
+        worker_rooms, 0,
+        "the worker made a room of its own for the copy"
+    );
+
+    // 14. Recreate (or an admin fix): a live module's id changes to a fresh group. That group
+    //     is converged; the previous room is left as it is, and the change is recorded.
+    let before = env.chat_members(&room_a).unwrap();
+    let fresh = plugin_group(&env, "recreated_by_plugin").await;
+    set_rocketchatid(&env, a2, &fresh).await;
+    env.enqueue_raw("synchronize_group", json!({"cmid": a2}))
+        .await;
+    step(&env, "recreate").await;
+    assert_eq!(env.room_id(a2).await.as_deref(), Some(fresh.as_str()));
+    assert_eq!(
+        env.chat_members(&room_a).unwrap(),
+        before,
+        "the previous room was touched"
+    );
+    let prev: Option<String> =
+        sqlx::query_scalar("SELECT previous_room_id FROM rcjobs_sync.room WHERE cmid = $1")
+            .bind(a2)
+            .fetch_one(&p)
+            .await
+            .unwrap();
+    assert_eq!(prev.as_deref(), Some(room_a.as_str()));
 
     worker.stop().await;
+}
+
+/// A group made the way the plugin makes one (its own `groups.create`, as the bot).
+async fn plugin_group(env: &Env, name: &str) -> String {
+    use rcjobs_chat::ChatBackend;
+    plugin_backend(env)
+        .await
+        .create_room(&rcjobs_chat::NewRoom {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// Stores `group` as the module's `rocketchatid`, as the plugin does after creating it.
+async fn set_rocketchatid(env: &Env, cmid: i64, group: &str) {
+    sqlx::query(sql(
+        "UPDATE {p}rocketchat SET rocketchatid = $2 WHERE id = (SELECT instance FROM {p}course_modules WHERE id = $1)",
+    ))
+    .bind(cmid)
+    .bind(group)
+    .execute(env.pool())
+    .await
+    .unwrap();
 }
 
 async fn plugin_backend(env: &Env) -> rcjobs_rocketchat::RocketChatBackend {
@@ -640,7 +718,9 @@ async fn worker_killed_mid_room_is_finished_by_another() {
     assert!(env.dead_jobs().await.is_empty());
     let room = env.room_id(cmid).await.unwrap();
     assert_eq!(env.chat_members(&room).unwrap().0, env.truth(cmid).await);
-    let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM rcjobs.job_history WHERE kind = 'synchronize_group' ORDER BY id DESC LIMIT 1")
+    // the event-driven sync (the periodic reconcile's own syncs carry `rsync:` keys)
+    let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM rcjobs.job_history WHERE kind = 'synchronize_group' AND dedup_key = $1 ORDER BY id DESC LIMIT 1")
+        .bind(format!("sync:{cmid}"))
         .fetch_one(env.pool()).await.unwrap();
     assert!(attempt >= 2, "the crashed attempt counts");
     assert!(
@@ -648,4 +728,41 @@ async fn worker_killed_mid_room_is_finished_by_another() {
         "worker B finished the room"
     );
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_room_id_stays_shared_gets_a_room_after_the_wait() {
+    let cfg = rcjobs_worker::WorkerConfig {
+        duplicate_wait_secs: 3,
+        ..creating_accounts()
+    };
+    let env = Env::new(small_site(5), SimConfig::default(), cfg).await;
+    let worker = env.start_worker(4).await;
+    env.sync_all().await;
+    step(&env, "initial sync").await;
+    let (a, _) = env
+        .live_cmids()
+        .await
+        .into_iter()
+        .find(|(_, v)| *v)
+        .unwrap();
+    let room_a = env.room_id(a).await.unwrap();
+    sqlx::query(sql(
+        "UPDATE {p}rocketchat SET rocketchatid = $2 WHERE id = (SELECT instance FROM {p}course_modules WHERE id = $1)",
+    ))
+    .bind(a)
+    .bind(&room_a)
+    .execute(env.pool())
+    .await
+    .unwrap();
+    // a copy whose own group id never comes (the plugin failed after committing the row)
+    let copy = insert_cm(&env, a, &room_a).await;
+    env.enqueue_raw("restore", json!({"cmid": copy})).await;
+    rcjobs_testkit::wait_for("the copy gets a room", Duration::from_secs(30), || async {
+        env.room_id(copy).await.filter(|r| *r != room_a)
+    })
+    .await;
+    step(&env, "copy after the wait").await;
+    assert_eq!(env.room_id(a).await.as_deref(), Some(room_a.as_str()));
+    worker.stop().await;
 }

@@ -12,6 +12,7 @@
 
 mod bin;
 mod fanout;
+mod identity;
 mod pass;
 mod room;
 

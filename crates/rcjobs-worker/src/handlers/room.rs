@@ -13,15 +13,22 @@ use rcjobs_metrics::{MembershipAction, MembershipFailure};
 use rcjobs_moodle::{DesiredMember as MoodleMember, Room as MoodleRoom};
 use std::collections::{HashMap, HashSet};
 
-/// Where the room of a course module stands.
-enum Resolved {
+/// Where the room of a course module stands (decided in `identity.rs`).
+pub(super) enum Resolved {
     /// The room exists.
     Room(Room, RoomRecord),
-    /// The module has no room of its own (new, duplicated, or its id is another module's).
+    /// The module has no room of its own and the worker makes one (no plugin id, or a copy
+    /// that waited for Moodle's own id in vain).
     NeedsRoom,
+    /// The module carries another live module's room id: Moodle has not stored the copy's
+    /// own room yet. The job waits (snoozes) rather than create a competing room.
+    WaitForMoodle(String),
     /// The module's room vanished from the chat server.
     Gone(String),
 }
+
+/// How long a room job waits before looking again for the id Moodle is about to store.
+const MOODLE_ID_RECHECK: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Whether a chat error (left after the in-handler retries of transient ones) stops the
 /// whole job (snooze, retry, or room failure) rather than being recorded for one user.
@@ -58,73 +65,6 @@ impl Engine {
             return HandlerError::from(db);
         }
         HandlerError::Permanent(format!("room of course module {cmid}: {e}"))
-    }
-
-    /// Finds the chat room of `r`, recording the mapping.
-    ///
-    /// Ownership rule: a chat room belongs to one course module. Moodle's `rocketchatid` is
-    /// trusted unless another live module already holds that room (a duplicated or restored
-    /// activity carries its original's id): then the lowest cmid — or the one the worker
-    /// already mapped — keeps it and the other gets a room of its own.
-    async fn resolve_room(&self, r: &MoodleRoom) -> Result<Resolved, HandlerError> {
-        let rec = self.state.room(r.cmid).await?;
-        let mut candidate: Option<(String, bool)> = None;
-        if let Some(rec) = &rec {
-            match (rec.state, &rec.room_id) {
-                (RoomState::Active | RoomState::Trashed, Some(id)) => {
-                    candidate = Some((id.clone(), rec.created_by_worker))
-                }
-                (RoomState::Creating, _) => return Ok(Resolved::NeedsRoom),
-                _ => {}
-            }
-        }
-        if candidate.is_none() && !r.rocketchatid.is_empty() {
-            let id = &r.rocketchatid;
-            let holder = self.state.room_by_room_id(id).await?;
-            let usable = match &holder {
-                Some(h) if h.cmid != r.cmid => {
-                    // Held by another module: usable only if that module no longer uses it.
-                    !matches!(self.moodle.room_by_cmid(h.cmid).await?, Some(live) if live.rocketchatid == *id)
-                }
-                Some(_) => true,
-                None => {
-                    let siblings = self.moodle.rooms_by_rocketchatid(id).await?;
-                    siblings.first().is_none_or(|s| s.cmid == r.cmid)
-                }
-            };
-            if !usable {
-                return Ok(Resolved::NeedsRoom);
-            }
-            let created = match holder {
-                Some(h) => h.created_by_worker,
-                None => self
-                    .state
-                    .any_room_by_room_id(id)
-                    .await?
-                    .is_some_and(|h| h.created_by_worker),
-            };
-            candidate = Some((id.clone(), created));
-        }
-        let Some((id, created)) = candidate else {
-            return Ok(Resolved::NeedsRoom);
-        };
-        match self.chat.room_by_id(&id).await {
-            Ok(Some(room)) => {
-                let rec = RoomRecord {
-                    cmid: r.cmid,
-                    courseid: Some(r.course_id),
-                    room_id: Some(room.id.clone()),
-                    room_name: Some(room.name.clone()),
-                    created_by_worker: created,
-                    state: RoomState::Active,
-                    binid: None,
-                };
-                self.state.put_room(&rec).await?;
-                Ok(Resolved::Room(room, rec))
-            }
-            Ok(None) => Ok(Resolved::Gone(id)),
-            Err(e) => Err(chat_error(e)),
-        }
     }
 
     /// Creates the room of `r` under a free name. Idempotent across crashes: the chosen name
@@ -283,9 +223,19 @@ impl Engine {
                 "course module {cmid} is not a live chat activity: nothing to converge"
             ));
         };
-        let (mut room, _rec) = match self.resolve_room(&r).await? {
+        let (mut room, _rec) = match self.resolve_room(&r, job).await? {
             Resolved::Room(room, rec) => (room, rec),
             Resolved::NeedsRoom => self.create_room_for(&r, job).await?,
+            Resolved::WaitForMoodle(reason) => {
+                let wait_ends = job.enqueued_at
+                    + chrono::Duration::seconds(
+                        i64::try_from(self.cfg.duplicate_wait_secs).unwrap_or(i64::MAX / 2_000),
+                    );
+                return Err(HandlerError::Snooze {
+                    until: (chrono::Utc::now() + MOODLE_ID_RECHECK).min(wait_ends),
+                    reason,
+                });
+            }
             Resolved::Gone(_) if create_if_gone => self.create_room_for(&r, job).await?,
             Resolved::Gone(id) => {
                 return Err(self
