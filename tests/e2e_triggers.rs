@@ -252,13 +252,18 @@ async fn every_captured_table_write_reaches_the_chat() {
     };
     let site = site::create(&pool, &spec).await;
     site.install_triggers().await;
-    let sim = site::start_sim(&site, |_| {}).await;
+    // Faults on, as under load: 5 % of calls answer 500.
+    let sim = site::start_sim(&site, |c| c.fail_rate = 0.05).await;
     // Bin restores and visibility changes unarchive: admin-only on a stock server, so a
     // deployment grants it to the bot's role (docs/handlers.md).
     sim.grant_permission("bot", "unarchive-room");
     let logs = support::log_dir("e2e-triggers");
     let mut wspec = WorkerSpec::for_sim(&db.url, &sim, logs);
     wspec.concurrency = 8;
+    // A retry that outlives the in-handler ones comes back after 5 s, not Moodle's 60 s.
+    wspec
+        .args
+        .extend(["--retry-base", "5"].into_iter().map(String::from));
     let mut worker = WorkerProc::spawn(&wspec, "w");
     worker.wait_registered(&pool, Duration::from_secs(60)).await;
     let state = SyncState::new(pool.clone());

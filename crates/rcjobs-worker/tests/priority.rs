@@ -6,14 +6,13 @@
 
 mod common;
 
-use common::{creating_accounts, small_site, sql, Env};
-use rcjobs_sim::SimConfig;
+use common::{creating_accounts, faulty_chat, small_site, sql, Env};
 use rcjobs_worker::engine::ROOM_SYNC_PRIORITY;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_enqueues_room_syncs_ahead_of_the_backlog() {
-    let env = Env::new(small_site(11), SimConfig::default(), creating_accounts()).await;
+    let env = Env::new(small_site(11), faulty_chat(), creating_accounts()).await;
     let (cmid, _) = env.live_cmids().await[0];
     let course: i64 = sqlx::query_scalar(sql("SELECT course FROM {p}course_modules WHERE id = $1"))
         .bind(cmid)

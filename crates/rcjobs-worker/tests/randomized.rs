@@ -6,11 +6,10 @@
 
 mod common;
 
-use common::{creating_accounts, sql, Env};
+use common::{creating_accounts, faulty_chat, sql, Env};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rcjobs_moodle::fixture::{mass_enrol, FixtureSpec, UserSet};
-use rcjobs_sim::SimConfig;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
@@ -192,7 +191,7 @@ fn random_change_sequences_converge_to_moodle_truth() {
         .unwrap();
     let mut spec = FixtureSpec::new(40, 3, 21);
     spec.enrolments_per_user = 2;
-    let env = rt.block_on(Env::new(spec, SimConfig::default(), creating_accounts()));
+    let env = rt.block_on(Env::new(spec, faulty_chat(), creating_accounts()));
     let worker = rt.block_on(env.start_worker(4));
     let site = rt.block_on(async {
         env.sync_all().await;

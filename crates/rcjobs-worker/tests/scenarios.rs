@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{creating_accounts, small_site, sql, Env};
+use common::{creating_accounts, faulty_chat, small_site, sql, Env};
 use rcjobs_moodle::fixture::{mass_enrol, UserSet};
 use rcjobs_sim::SimConfig;
 use serde_json::json;
@@ -127,7 +127,7 @@ async fn step(env: &Env, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_scenarios_converge() {
-    let env = Env::new(small_site(7), SimConfig::default(), creating_accounts()).await;
+    let env = Env::new(small_site(7), faulty_chat(), creating_accounts()).await;
     let worker = env.start_worker(4).await;
     let p = env.pool().clone();
     let now = chrono::Utc::now().timestamp();
@@ -736,7 +736,7 @@ async fn a_copy_whose_room_id_stays_shared_gets_a_room_after_the_wait() {
         duplicate_wait_secs: 3,
         ..creating_accounts()
     };
-    let env = Env::new(small_site(5), SimConfig::default(), cfg).await;
+    let env = Env::new(small_site(5), faulty_chat(), cfg).await;
     let worker = env.start_worker(4).await;
     env.sync_all().await;
     step(&env, "initial sync").await;

@@ -448,6 +448,15 @@ pub fn small_site(seed: u64) -> FixtureSpec {
 /// runs during a test, never switched off (what users run is what we test).
 pub const TEST_RECONCILE_SECS: u64 = 20;
 
+/// The chat server scenarios run against: the simulator failing 5 % of calls with a 500
+/// (before or after applying them), as real servers do under load.
+pub fn faulty_chat() -> SimConfig {
+    SimConfig {
+        fail_rate: 0.05,
+        ..SimConfig::default()
+    }
+}
+
 /// Handler settings for scenarios: accounts created on demand, the periodic reconcile on
 /// with a [`TEST_RECONCILE_SECS`] period.
 pub fn creating_accounts() -> WorkerConfig {
