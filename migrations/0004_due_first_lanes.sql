@@ -518,12 +518,54 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         WHERE j.state = 'ready' AND j.queue = g.queue AND j.priority = g.priority AND j.run_at > now()) f
 $$;
 
+-- The same, by (queue, kind) and the state the jobs sit in (ready or blocked), for metrics
+-- and `rcjobs status`: the counters' ready less these is the work due now.
+CREATE FUNCTION rcjobs.scheduled_counts() RETURNS TABLE (queue text, kind text, state text, n bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE g(queue, priority) AS (
+        (SELECT j.queue, j.priority FROM rcjobs.job j
+         WHERE j.state = 'ready' ORDER BY j.queue, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.queue, n.priority FROM g CROSS JOIN LATERAL (
+            SELECT j.queue, j.priority FROM rcjobs.job j
+            WHERE j.state = 'ready' AND (j.queue, j.priority) > (g.queue, g.priority)
+            ORDER BY j.queue, j.priority LIMIT 1) n)
+    SELECT f.queue, f.kind, 'ready', count(*)::bigint FROM g CROSS JOIN LATERAL (
+        SELECT j.queue, j.kind FROM rcjobs.job j
+        WHERE j.state = 'ready' AND j.queue = g.queue AND j.priority = g.priority AND j.run_at > now()) f
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT b.queue, b.kind, 'blocked', count(*)::bigint FROM rcjobs.job b
+    WHERE b.state = 'blocked' AND b.run_at > now() GROUP BY 1, 2
+$$;
+
+-- Per queue, the run_at of its oldest ready job that is due (queues with none are absent):
+-- one probe per (queue, priority) group of the claim index.
+CREATE FUNCTION rcjobs.oldest_due_by_queue() RETURNS TABLE (queue text, run_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE g(queue, priority) AS (
+        (SELECT j.queue, j.priority FROM rcjobs.job j
+         WHERE j.state = 'ready' ORDER BY j.queue, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.queue, n.priority FROM g CROSS JOIN LATERAL (
+            SELECT j.queue, j.priority FROM rcjobs.job j
+            WHERE j.state = 'ready' AND (j.queue, j.priority) > (g.queue, g.priority)
+            ORDER BY j.queue, j.priority LIMIT 1) n)
+    SELECT g.queue, min(f.run_at) FROM g CROSS JOIN LATERAL (
+        SELECT j.run_at FROM rcjobs.job j
+        WHERE j.state = 'ready' AND j.queue = g.queue AND j.priority = g.priority AND j.run_at <= now()
+        ORDER BY j.run_at LIMIT 1) f
+    GROUP BY g.queue
+$$;
+
 DROP FUNCTION rcjobs.join_lane(text, bigint);
 
 REVOKE ALL ON FUNCTION rcjobs.run_at_ok(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.check_run_at(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.pick_lane_heads(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.scheduled_count() FROM PUBLIC;
+REVOKE ALL ON FUNCTION rcjobs.scheduled_counts() FROM PUBLIC;
+REVOKE ALL ON FUNCTION rcjobs.oldest_due_by_queue() FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.join_lane(text, bigint, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.insert_job(bigint, rcjobs.job_kind, text, smallint, timestamptz, jsonb, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.meet_later_duplicate(text, text, timestamptz, text, bigint) FROM PUBLIC;

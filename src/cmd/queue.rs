@@ -368,7 +368,11 @@ pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
         let v = serde_json::json!({
             "counts": st.counts,
             "totals": JobState::ALL.iter().map(|s| (s.as_str(), st.total(*s))).collect::<std::collections::BTreeMap<_, _>>(),
+            "due": st.due_total(),
+            "scheduled": st.scheduled_total(),
+            "scheduled_counts": st.scheduled,
             "oldest_ready_age_seconds": st.oldest_ready_age_seconds,
+            "oldest_ready_age_by_queue": st.oldest_ready_age_by_queue,
             "dead": st.total(JobState::Dead),
             "workers_alive": st.workers.len(),
             "workers": st.workers,
@@ -381,10 +385,9 @@ pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
 }
 
 fn print_status(st: &QueueStats) {
-    let hot = [JobState::Ready, JobState::Running, JobState::Blocked];
     println!(
-        "{:<10} {:<24} {:>9} {:>9} {:>9} {:>11} {:>9}",
-        "QUEUE", "KIND", "READY", "RUNNING", "BLOCKED", "COMPLETED", "DEAD"
+        "{:<10} {:<28} {:>9} {:>9} {:>9} {:>10} {:>11} {:>9}",
+        "QUEUE", "KIND", "DUE", "RUNNING", "BLOCKED", "SCHEDULED", "COMPLETED", "DEAD"
     );
     let mut keys: Vec<(&str, &str)> = st
         .counts
@@ -401,13 +404,17 @@ fn print_status(st: &QueueStats) {
                 .map(|c| c.count)
                 .sum()
         };
+        // due = ready or blocked with run_at passed; scheduled = not due yet (either)
+        let later_ready = st.scheduled_in(q, k, JobState::Ready);
+        let later_blocked = st.scheduled_in(q, k, JobState::Blocked);
         println!(
-            "{:<10} {:<24} {:>9} {:>9} {:>9} {:>11} {:>9}",
+            "{:<10} {:<28} {:>9} {:>9} {:>9} {:>10} {:>11} {:>9}",
             q,
             k,
-            n(hot[0]),
-            n(hot[1]),
-            n(hot[2]),
+            n(JobState::Ready) - later_ready,
+            n(JobState::Running),
+            n(JobState::Blocked) - later_blocked,
+            later_ready + later_blocked,
             n(JobState::Completed),
             n(JobState::Dead)
         );
@@ -417,9 +424,13 @@ fn print_status(st: &QueueStats) {
     }
     println!();
     println!(
-        "oldest ready job waiting: {:.1} s",
+        "oldest due job waiting:   {:.1} s",
         st.oldest_ready_age_seconds
     );
+    for (q, age) in &st.oldest_ready_age_by_queue {
+        println!("  queue {q}: {age:.1} s");
+    }
+    println!("scheduled for later:      {}", st.scheduled_total());
     println!("dead jobs:                {}", st.total(JobState::Dead));
     println!("workers alive:            {}", st.workers.len());
     for w in &st.workers {

@@ -74,9 +74,10 @@ impl Default for MetricsConfig {
 
 /// Job states every (queue, kind) seen by the sampler is reported in, at zero if absent from
 /// the sample (the queue's counters omit zero rows), so dashboards and alerts that select one
-/// of them always find a series. These are the queue's own state names (`ready` includes
-/// jobs waiting for a future run time); other states are passed through as sampled.
-pub const JOB_STATES: [&str; 4] = ["ready", "running", "blocked", "dead"];
+/// of them always find a series. `ready` and `blocked` are due work only: jobs waiting for a
+/// future run time (delayed, backing off, the periodic reconcile's) are `scheduled`, so that
+/// autoscaling and backlog alerts never count them. Other states pass through as sampled.
+pub const JOB_STATES: [&str; 5] = ["ready", "running", "blocked", "scheduled", "dead"];
 
 /// One row of the queue's counter table: how many jobs of `kind` in `queue` are in `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,10 +43,16 @@ pub struct WorkerInfo {
 /// Snapshot for `rcjobs status` and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueStats {
-    /// Counts by (queue, kind, state); zero rows omitted.
+    /// Counts by (queue, kind, state); zero rows omitted. `ready` and `blocked` include the
+    /// jobs not due yet, which [`QueueStats::scheduled`] counts apart.
     pub counts: Vec<StateCount>,
+    /// Of `counts`, the pending jobs not due yet (delayed, backing off, the periodic
+    /// reconcile's spread syncs), by (queue, kind) and the state they sit in.
+    pub scheduled: Vec<StateCount>,
     /// How long the oldest due, unstarted job has waited (0 when none).
     pub oldest_ready_age_seconds: f64,
+    /// The same per queue (queues with no due job are absent).
+    pub oldest_ready_age_by_queue: Vec<(String, f64)>,
     /// Workers whose heartbeat is recent.
     pub workers: Vec<WorkerInfo>,
 }
@@ -60,6 +66,44 @@ impl QueueStats {
             .map(|c| c.count)
             .sum()
     }
+
+    /// Jobs of (`queue`, `kind`) in `state` that are not due yet.
+    pub fn scheduled_in(&self, queue: &str, kind: &str, state: JobState) -> i64 {
+        self.scheduled
+            .iter()
+            .filter(|c| c.queue == queue && c.kind == kind && c.state == state)
+            .map(|c| c.count)
+            .sum()
+    }
+
+    /// Jobs not due yet, across queues and kinds.
+    pub fn scheduled_total(&self) -> i64 {
+        self.scheduled.iter().map(|c| c.count).sum()
+    }
+
+    /// Jobs ready and due now (waiting for a worker), across queues and kinds.
+    pub fn due_total(&self) -> i64 {
+        self.total(JobState::Ready)
+            - self
+                .scheduled
+                .iter()
+                .filter(|c| c.state == JobState::Ready)
+                .map(|c| c.count)
+                .sum::<i64>()
+    }
+}
+
+fn state_counts(rows: Vec<(String, String, String, i64)>) -> Result<Vec<StateCount>, QueueError> {
+    rows.into_iter()
+        .map(|(queue, kind, state, count)| {
+            Ok(StateCount {
+                queue,
+                kind,
+                state: state.parse().map_err(QueueError::Conflict)?,
+                count,
+            })
+        })
+        .collect()
 }
 
 type WorkerRow = (
@@ -86,21 +130,24 @@ pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
     )
     .fetch_all(pool)
     .await?;
-    let mut counts = Vec::with_capacity(rows.len());
-    for (queue, kind, state, count) in rows {
-        let state = state.parse().map_err(QueueError::Conflict)?;
-        counts.push(StateCount {
-            queue,
-            kind,
-            state,
-            count,
-        });
-    }
-    let age: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM now() - rcjobs.oldest_ready_run_at())::float8",
+    let counts = state_counts(rows)?;
+    let scheduled = state_counts(
+        sqlx::query_as(
+            "SELECT queue, kind, state, n FROM rcjobs.scheduled_counts() ORDER BY 1, 2, 3",
+        )
+        .fetch_all(pool)
+        .await?,
+    )?;
+    let by_queue: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT queue, greatest(extract(epoch FROM now() - run_at), 0)::float8
+           FROM rcjobs.oldest_due_by_queue() ORDER BY 1",
     )
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await?;
+    let age = by_queue
+        .iter()
+        .map(|q| q.1)
+        .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
     let workers: Vec<WorkerRow> = sqlx::query_as(
         "SELECT id, hostname, pid, queues, concurrency, started_at, last_seen FROM rcjobs.worker
          WHERE last_seen > now() - make_interval(secs => $1) ORDER BY started_at",
@@ -110,7 +157,9 @@ pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
     .await?;
     Ok(QueueStats {
         counts,
+        scheduled,
         oldest_ready_age_seconds: age.unwrap_or(0.0).max(0.0),
+        oldest_ready_age_by_queue: by_queue,
         workers: workers
             .into_iter()
             .map(|w| WorkerInfo {

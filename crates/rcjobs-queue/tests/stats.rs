@@ -447,4 +447,18 @@ async fn scheduled_jobs_are_told_apart_from_due_ones() {
     let s = stats(&db.pool).await.unwrap();
     let pending = s.total(JobState::Ready) + s.total(JobState::Blocked);
     assert_eq!(pending, 7);
+    assert_eq!(s.scheduled_total(), 4);
+    assert_eq!(
+        s.due_total(),
+        3,
+        "due and ready: two plain jobs and the lane's head"
+    );
+    assert_eq!(s.scheduled_in("default", "noop", JobState::Blocked), 1);
+    assert_eq!(s.scheduled_in("q3", "noop", JobState::Ready), 1);
+    let queues: Vec<&str> = s
+        .oldest_ready_age_by_queue
+        .iter()
+        .map(|q| q.0.as_str())
+        .collect();
+    assert_eq!(queues, ["default", "q2"], "q3 has nothing due");
 }

@@ -215,20 +215,24 @@ pub async fn run_stats_sampler(
         );
         match rcjobs_queue::stats(&pool).await {
             Ok(s) => {
-                let rows: Vec<(String, String, &'static str, i64)> = s
-                    .counts
-                    .iter()
-                    .map(|c| (c.queue.clone(), c.kind.clone(), c.state.as_str(), c.count))
-                    .collect();
+                let rows = due_and_scheduled(&s);
                 metrics.set_jobs_by_state(rows.iter().map(|(q, k, st, n)| StateCount {
                     queue: q,
                     kind: k,
                     state: st,
                     count: *n,
                 }));
-                let age = (s.oldest_ready_age_seconds > 0.0)
-                    .then(|| Duration::from_secs_f64(s.oldest_ready_age_seconds));
-                metrics.set_oldest_ready_age("all", age);
+                let mut queues: Vec<&str> = s.counts.iter().map(|c| c.queue.as_str()).collect();
+                queues.sort_unstable();
+                queues.dedup();
+                for q in queues {
+                    let age = s
+                        .oldest_ready_age_by_queue
+                        .iter()
+                        .find(|(name, a)| name == q && *a > 0.0)
+                        .map(|(_, a)| Duration::from_secs_f64(*a));
+                    metrics.set_oldest_ready_age(q, age);
+                }
             }
             Err(e) => tracing::debug!(error = %e, "queue stats sample failed"),
         }
@@ -237,6 +241,40 @@ pub async fn run_stats_sampler(
             () = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// The counter rows as metrics report them: `ready` and `blocked` less the jobs not due yet,
+/// which become a `scheduled` row per (queue, kind).
+fn due_and_scheduled(s: &rcjobs_queue::QueueStats) -> Vec<(String, String, &'static str, i64)> {
+    use rcjobs_queue::JobState;
+    let mut rows: Vec<(String, String, &'static str, i64)> = s
+        .counts
+        .iter()
+        .map(|c| {
+            let later = match c.state {
+                JobState::Ready | JobState::Blocked => s.scheduled_in(&c.queue, &c.kind, c.state),
+                _ => 0,
+            };
+            (
+                c.queue.clone(),
+                c.kind.clone(),
+                c.state.as_str(),
+                c.count - later,
+            )
+        })
+        .collect();
+    let mut scheduled: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
+    for c in &s.scheduled {
+        *scheduled
+            .entry((c.queue.as_str(), c.kind.as_str()))
+            .or_default() += c.count;
+    }
+    rows.extend(
+        scheduled
+            .into_iter()
+            .map(|((q, k), n)| (q.to_string(), k.to_string(), "scheduled", n)),
+    );
+    rows
 }
 
 /// Enqueues the `reconcile_all` of the **next** period (dedup key
@@ -271,5 +309,55 @@ pub async fn run_reconcile_scheduler(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::due_and_scheduled;
+    use rcjobs_queue::{JobState, QueueStats, StateCount};
+
+    fn row(q: &str, k: &str, state: JobState, count: i64) -> StateCount {
+        StateCount {
+            queue: q.into(),
+            kind: k.into(),
+            state,
+            count,
+        }
+    }
+
+    #[test]
+    fn jobs_not_due_are_reported_as_scheduled_not_ready() {
+        let s = QueueStats {
+            counts: vec![
+                row("default", "synchronize_group", JobState::Ready, 253),
+                row("default", "synchronize_group", JobState::Blocked, 3),
+                row("default", "synchronize_group", JobState::Running, 2),
+                row("default", "enrolment", JobState::Ready, 10),
+            ],
+            scheduled: vec![
+                row("default", "synchronize_group", JobState::Ready, 250),
+                row("default", "synchronize_group", JobState::Blocked, 1),
+            ],
+            oldest_ready_age_seconds: 0.0,
+            oldest_ready_age_by_queue: Vec::new(),
+            workers: Vec::new(),
+        };
+        let rows = due_and_scheduled(&s);
+        let get = |k: &str, st: &str| {
+            rows.iter()
+                .find(|r| r.1 == k && r.2 == st)
+                .map(|r| r.3)
+                .unwrap()
+        };
+        assert_eq!(get("synchronize_group", "ready"), 3);
+        assert_eq!(get("synchronize_group", "blocked"), 2);
+        assert_eq!(get("synchronize_group", "running"), 2);
+        assert_eq!(get("synchronize_group", "scheduled"), 251);
+        assert_eq!(get("enrolment", "ready"), 10);
+        assert!(!rows
+            .iter()
+            .any(|r| r.1 == "enrolment" && r.2 == "scheduled"));
     }
 }
