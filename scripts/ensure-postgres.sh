@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes a PostgreSQL server reachable on 127.0.0.1:5432 with trust auth for user postgres.
 # Order: already up -> start the installed cluster -> install Debian's package and start it.
+# For throw-away CI/dev machines only (the test command runs it; `rcjobs demo` does not): it
+# adds trust auth on loopback to pg_hba.conf and raises max_connections to 400.
 set -euo pipefail
 PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}

@@ -1,5 +1,7 @@
 //! `rcjobs demo`: the whole system on one machine. A dedicated database on the configured
-//! Postgres server (`rcjobs_demo`, recreated each run), the queue and Moodle schemas, a
+//! Postgres server (`rcjobs_demo`, recreated each run if the demo created it; any other
+//! database of that name is refused unless `--replace-database`), the queue and Moodle
+//! schemas, a
 //! synthetic site, the Rocket.Chat simulator (or `ROCKETCHAT_URL`), several workers, the
 //! Moodle trigger set; an initial convergence of every room, then a mass enrolment through
 //! SQL as a cohort or flat-file sync writes it; progress bars and a summary. Exits non-zero
@@ -8,7 +10,7 @@
 use super::config::Settings;
 use crate::harness::chat::{total_calls, EndpointCalls, SimOptions};
 use crate::harness::compare::{Mismatches, RoomTruth};
-use crate::harness::run::{Run, RunSpec};
+use crate::harness::run::{Run, RunSpec, SetupOptions};
 use crate::harness::secs;
 use crate::harness::workers::{RunCounters, WorkerOptions};
 use anyhow::Context;
@@ -45,9 +47,19 @@ pub struct DemoArgs {
     /// Simulated Rocket.Chat latency per API call, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub latency_ms: u64,
-    /// Database created (dropped first if present) on the server of DATABASE_URL.
+    /// Database created on the server of DATABASE_URL. If it exists and an earlier demo or
+    /// bench created it, it is dropped and recreated; any other database is left alone and
+    /// the demo stops, unless `--replace-database`.
     #[arg(long, default_value = "rcjobs_demo")]
     pub database: String,
+    /// Drop and recreate `--database` even if rcjobs did not create it (its data is lost).
+    #[arg(long)]
+    pub replace_database: bool,
+    /// Postgres connections the demo may open in total; it uses fewer when the server has
+    /// fewer free (max_connections minus other clients), and stops early if the workers
+    /// cannot fit.
+    #[arg(long, default_value_t = crate::harness::workers::DEFAULT_CONNECTION_CAP)]
+    pub max_connections: u32,
     /// Drop the database at the end (by default it stays for inspection with `rcjobs status`).
     #[arg(long)]
     pub drop_database: bool,
@@ -96,6 +108,8 @@ struct Summary {
     rooms: usize,
     workers: usize,
     concurrency: usize,
+    /// Postgres connections the run may open at most (workers' pools plus the harness's).
+    max_connections_used: u32,
     latency_ms: u64,
     setup_s: f64,
     enrolled_users: u64,
@@ -207,9 +221,9 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
     say(
         a.json,
         &format!(
-            "rcjobs demo: database {} on {}",
+            "rcjobs demo: database {} on the server of {}",
             a.database,
-            s.database_url.split('@').next_back().unwrap_or("")
+            s.describe_database()
         ),
     );
     let spec = RunSpec {
@@ -229,7 +243,14 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
         },
         progress: !a.json && std::io::stderr().is_terminal(),
     };
-    let mut run = Run::setup(s, &spec).await?;
+    let setup = SetupOptions {
+        purpose: "demo",
+        replace_database: a.replace_database,
+        replace_flag: Some("--replace-database"),
+        max_connections: a.max_connections,
+        workers: Some((a.workers, a.concurrency)),
+    };
+    let mut run = Run::setup_with(s, &spec, &setup).await?;
     let f = &run.site.fixture;
     say(
         a.json,
@@ -251,10 +272,14 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
     };
     run.start_workers(&opts).await?;
     run.install_triggers().await?;
+    let plan = run
+        .connection_plan()
+        .map(|p| format!("; {p}"))
+        .unwrap_or_default();
     say(
         a.json,
         &format!(
-            "{} workers x {} running; Moodle change-capture triggers installed",
+            "{} workers x {} running; Moodle change-capture triggers installed{plan}",
             a.workers, a.concurrency
         ),
     );
@@ -341,6 +366,7 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
         rooms: truths.len(),
         workers: a.workers,
         concurrency: a.concurrency,
+        max_connections_used: run.connection_plan().map(|p| p.total()).unwrap_or(0),
         latency_ms: a.latency_ms,
         setup_s,
         enrolled_users: enrolled,

@@ -30,6 +30,35 @@ pub struct RunSpec {
     pub progress: bool,
 }
 
+/// How [`Run::setup_with`] treats the database and the connection budget (the defaults are
+/// what `bench e2e` gets through [`Run::setup`]).
+#[derive(Debug, Clone)]
+pub struct SetupOptions {
+    /// Who creates the database, written into its comment (`demo`, `bench e2e`).
+    pub purpose: &'static str,
+    /// Drop an existing database of the name even if rcjobs did not create it.
+    pub replace_database: bool,
+    /// The flag that sets `replace_database`, named in the refusal (`None`: no such flag).
+    pub replace_flag: Option<&'static str>,
+    /// Postgres connections the run may open in total.
+    pub max_connections: u32,
+    /// Workers x concurrency the run will start, to check the budget before the site is
+    /// generated (the pools are sized again when the workers start).
+    pub workers: Option<(usize, usize)>,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        SetupOptions {
+            purpose: "the rcjobs harness (demo or bench)",
+            replace_database: false,
+            replace_flag: None,
+            max_connections: workers::DEFAULT_CONNECTION_CAP,
+            workers: None,
+        }
+    }
+}
+
 /// A set-up run.
 pub struct Run {
     server: PgConnectOptions,
@@ -50,6 +79,8 @@ pub struct Run {
     workers: Option<WorkerSet>,
     progress: bool,
     database: String,
+    max_connections: u32,
+    plan: Option<workers::ConnectionPlan>,
 }
 
 /// What a convergence wait saw.
@@ -65,11 +96,32 @@ impl Run {
     /// Reaches Postgres, recreates the database, migrates, generates the site, starts the chat
     /// server (seeding the simulator with the site's accounts).
     pub async fn setup(settings: &Settings, spec: &RunSpec) -> anyhow::Result<Run> {
+        Self::setup_with(settings, spec, &SetupOptions::default()).await
+    }
+
+    /// [`Run::setup`] with explicit database and connection-budget options. Never drops a
+    /// database rcjobs did not create unless `opts.replace_database`.
+    pub async fn setup_with(
+        settings: &Settings,
+        spec: &RunSpec,
+        opts: &SetupOptions,
+    ) -> anyhow::Result<Run> {
         let server = super::postgres::ensure_server(&settings.database_url).await?;
-        let db = super::postgres::reset_database(&server, &spec.database).await?;
-        let pool = super::postgres::pool(&db, 8).await?;
+        if let Some((count, concurrency)) = opts.workers {
+            // Fail before minutes of fixture generation, not when the workers start.
+            let conns = super::postgres::server_connections_of(&server).await?;
+            workers::plan_connections(&conns, 1, opts.max_connections, count, concurrency)?;
+        }
+        let policy = super::postgres::ResetPolicy {
+            purpose: opts.purpose,
+            replace_foreign: opts.replace_database,
+            replace_flag: opts.replace_flag,
+        };
+        let db = super::postgres::reset_database(&server, &spec.database, &policy).await?;
+        let half = workers::HARNESS_CONNECTIONS / 2;
+        let pool = super::postgres::pool(&db, half).await?;
         super::postgres::migrate_all(&pool).await?;
-        let moodle_pool = super::postgres::pool(&db, 8).await?;
+        let moodle_pool = super::postgres::pool(&db, half).await?;
         let site =
             super::site::create(&pool, moodle_pool, &settings.moodle_prefix, &spec.fixture).await?;
         let mapping = UsernameMapping::new(&[]).context("username mapping")?;
@@ -108,6 +160,8 @@ impl Run {
             workers: None,
             progress: spec.progress,
             database: spec.database.clone(),
+            max_connections: opts.max_connections,
+            plan: None,
         })
     }
 
@@ -119,6 +173,17 @@ impl Run {
         if matches!(self.chat, ChatServer::External { .. }) {
             opts.config.create_accounts = true;
         }
+        // Size the pools from what the server has free now; the harness's own open
+        // connections are part of the plan, not "others".
+        let conns = super::postgres::server_connections(&self.pool).await?;
+        let own = self.pool.size() + self.site.moodle.pool().size();
+        let plan = workers::plan_connections(
+            &conns,
+            own,
+            self.max_connections,
+            opts.count,
+            opts.concurrency,
+        )?;
         self.workers = Some(
             workers::start(
                 &self.db,
@@ -126,10 +191,17 @@ impl Run {
                 &self.chat,
                 self.calls.clone(),
                 &opts,
+                plan.per_replica,
             )
             .await?,
         );
+        self.plan = Some(plan);
         Ok(())
+    }
+
+    /// The connection plan of the running (or last started) workers.
+    pub fn connection_plan(&self) -> Option<workers::ConnectionPlan> {
+        self.plan
     }
 
     /// Stops the workers gracefully.
