@@ -61,8 +61,12 @@ pub fn init_logging(cli: &Cli) {
         _ => "info,sqlx=warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only on a terminal: a log redirected to a file or collected by Kubernetes
+    // must not carry escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if global.log_format == config::LogFormat::Json {
         builder.json().init();

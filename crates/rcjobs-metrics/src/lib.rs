@@ -25,14 +25,22 @@ use std::net::SocketAddr;
 pub enum MetricsError {
     /// A metric could not be created or registered (a duplicate or malformed name: a bug).
     #[error("metrics registry: {0}")]
-    Registry(#[from] prometheus::Error),
+    Registry(prometheus::Error),
     /// The text exposition could not be produced.
     #[error("encoding metrics: {0}")]
     Encode(String),
     /// The listen address could not be bound.
     #[error("binding metrics server to {0}: {1}")]
-    Bind(SocketAddr, #[source] std::io::Error),
+    Bind(SocketAddr, std::io::Error),
     /// Serving failed.
     #[error("metrics server: {0}")]
-    Io(#[source] std::io::Error),
+    Io(std::io::Error),
+}
+
+// The causes are in the messages and deliberately not `source`s: error reports that walk the
+// chain (`{:#}`) printed each of them twice.
+impl From<prometheus::Error> for MetricsError {
+    fn from(e: prometheus::Error) -> Self {
+        MetricsError::Registry(e)
+    }
 }

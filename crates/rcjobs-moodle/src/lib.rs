@@ -45,7 +45,7 @@ pub enum MoodleError {
     InvalidPrefix(String),
     /// A database error.
     #[error("moodle database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// The XMLDB files could not be turned into DDL.
     #[error(transparent)]
     Xmldb(#[from] xmldb::XmldbError),
@@ -98,4 +98,12 @@ impl std::fmt::Display for Prefix {
 /// Current unix time in seconds (Moodle stores times as epoch seconds).
 pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+// The cause is in the message and deliberately not a `source`: error reports that walk the
+// chain (`{:#}`) printed it twice.
+impl From<sqlx::Error> for MoodleError {
+    fn from(e: sqlx::Error) -> Self {
+        MoodleError::Db(e)
+    }
 }

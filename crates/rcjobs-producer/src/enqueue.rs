@@ -12,18 +12,18 @@ pub use rcjobs_queue::Enqueued;
 pub enum EnqueueError {
     /// The payload failed validation before reaching the database.
     #[error("job rejected before enqueue: {0}")]
-    Payload(#[from] PayloadError),
+    Payload(PayloadError),
     /// Job {index} of a batch failed validation (nothing of the batch was enqueued).
-    #[error("job {index} of the batch rejected before enqueue: {source}")]
+    #[error("job {index} of the batch rejected before enqueue: {error}")]
     InBatch {
         /// Position in the batch (0-based).
         index: usize,
         /// The validation error.
-        source: PayloadError,
+        error: PayloadError,
     },
     /// The queue refused the job or the database failed.
     #[error("queue: {0}")]
-    Queue(#[from] QueueError),
+    Queue(QueueError),
 }
 
 impl EnqueueError {
@@ -102,7 +102,7 @@ where
     let mut rows = Vec::with_capacity(jobs.len());
     for (index, (job, opts)) in jobs.iter().enumerate() {
         job.validate()
-            .map_err(|source| EnqueueError::InBatch { index, source })?;
+            .map_err(|error| EnqueueError::InBatch { index, error })?;
         rows.push(job.to_new_job(opts));
     }
     Ok(rcjobs_queue::enqueue_many(exec, &rows).await?)
@@ -158,4 +158,18 @@ pub async fn register_kinds(pool: &sqlx::PgPool) -> Result<(), QueueError> {
         rcjobs_queue::register_kind(pool, &spec).await?;
     }
     Ok(())
+}
+
+// The causes are in the messages and deliberately not `source`s: error reports that walk the
+// chain (`{:#}`) printed each of them twice.
+impl From<PayloadError> for EnqueueError {
+    fn from(e: PayloadError) -> Self {
+        EnqueueError::Payload(e)
+    }
+}
+
+impl From<QueueError> for EnqueueError {
+    fn from(e: QueueError) -> Self {
+        EnqueueError::Queue(e)
+    }
 }

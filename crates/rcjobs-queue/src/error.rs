@@ -17,11 +17,20 @@ pub enum QueueError {
     #[error("{0}")]
     Conflict(String),
     /// Applying the migrations failed.
+    // The cause is in the message and deliberately not a `source`: error reports that walk
+    // the chain (`{:#}`) printed it twice.
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// Any other database error (connection lost, …).
+    Migrate(sqlx::migrate::MigrateError),
+    /// Any other database error (connection lost, …). The cause is in the message, not a
+    /// `source` (see `Migrate`).
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::migrate::MigrateError> for QueueError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        QueueError::Migrate(e)
+    }
 }
 
 impl QueueError {
@@ -58,5 +67,25 @@ impl From<sqlx::Error> for QueueError {
             }
         }
         QueueError::Database(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueueError;
+
+    #[test]
+    fn a_reported_chain_names_the_cause_once() {
+        let e = QueueError::Database(sqlx::Error::PoolTimedOut);
+        // what `anyhow`'s `{:#}` prints: every error of the chain, joined by ": "
+        let mut parts = vec![e.to_string()];
+        let mut next = std::error::Error::source(&e);
+        while let Some(s) = next {
+            parts.push(s.to_string());
+            next = s.source();
+        }
+        let report = parts.join(": ");
+        let cause = sqlx::Error::PoolTimedOut.to_string();
+        assert_eq!(report.matches(cause.as_str()).count(), 1, "{report}");
     }
 }

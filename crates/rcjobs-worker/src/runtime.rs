@@ -66,10 +66,9 @@ impl JobHandler for SyncHandler {
                 tracing::info!("{summary}");
                 Ok(())
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "job failed");
-                Err(e.into())
-            }
+            // The queue runtime logs the failure once, with what happens next (retry,
+            // dead, snooze); logging it here too doubled every failure line.
+            Err(e) => Err(e.into()),
         }
     }
 }
