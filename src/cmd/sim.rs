@@ -47,6 +47,34 @@ pub struct SimArgs {
     /// Seed of the random source (ids, tokens, fault decisions).
     #[arg(long, default_value_t = 0x5eed_5eed)]
     pub rng_seed: u64,
+    /// The bot's user id (overrides the seed file's; empty = generated). Give the worker's
+    /// `ROCKETCHAT_USER_ID` so the two agree without a seed file.
+    #[arg(long, env = "SIM_BOT_USER_ID")]
+    pub bot_user_id: Option<String>,
+    /// The bot's personal access token (overrides the seed file's; empty = generated). Give
+    /// the worker's `ROCKETCHAT_TOKEN`.
+    #[arg(long, env = "SIM_BOT_TOKEN", hide_env_values = true)]
+    pub bot_token: Option<String>,
+    /// Permissions granted to the bot's role besides its stock ones, comma-separated.
+    /// Default: what docs/handlers.md asks of the bot (create-user for account creation,
+    /// unarchive-room for bin restores and visibility changes). `--grant ''` grants none.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create-user,unarchive-room"
+    )]
+    pub grant: Vec<String>,
+}
+
+/// The seed with the command line's bot id and token applied.
+fn seed_with_bot(mut seed: Seed, a: &SimArgs) -> Seed {
+    if let Some(id) = &a.bot_user_id {
+        seed.bot.user_id = id.clone();
+    }
+    if let Some(token) = &a.bot_token {
+        seed.bot.token = token.clone();
+    }
+    seed
 }
 
 /// Runs `rcjobs sim`.
@@ -60,6 +88,7 @@ pub async fn run(_s: &Settings, a: SimArgs) -> anyhow::Result<()> {
         }
         None => Seed::default(),
     };
+    let seed = seed_with_bot(seed, &a);
     let config = SimConfig {
         addr: a.addr,
         latency: Duration::from_millis(a.latency_ms),
@@ -76,6 +105,10 @@ pub async fn run(_s: &Settings, a: SimArgs) -> anyhow::Result<()> {
     let sim = rcjobs_sim::spawn(config)
         .await
         .context("starting the simulator")?;
+    let role = seed_bot_role(&sim);
+    for perm in a.grant.iter().filter(|p| !p.is_empty()) {
+        sim.grant_permission(&role, perm);
+    }
     // Dev-only simulator: printing its bot token is how a developer points a worker at it.
     println!("Rocket.Chat simulator listening");
     println!("  base URL:    {}", sim.base_url());
@@ -92,4 +125,44 @@ pub async fn run(_s: &Settings, a: SimArgs) -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     sim.shutdown().await;
     Ok(())
+}
+
+/// The role the bot's extra permissions go to: its first server role (`bot` by default).
+fn seed_bot_role(sim: &rcjobs_sim::SimHandle) -> String {
+    let snap = sim.snapshot();
+    snap.users
+        .iter()
+        .find(|u| u.id == sim.bot_user_id())
+        .and_then(|u| u.roles.first().cloned())
+        .unwrap_or_else(|| "bot".into())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{seed_with_bot, SimArgs};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn the_bot_can_be_given_the_workers_credentials() {
+        let a = Cli::try_parse_from([
+            "sim",
+            "--bot-user-id",
+            "rcjobs-bot",
+            "--bot-token",
+            "simulator-token",
+        ])
+        .unwrap()
+        .sim;
+        let seed = seed_with_bot(rcjobs_sim::Seed::default(), &a);
+        assert_eq!(seed.bot.user_id, "rcjobs-bot");
+        assert_eq!(seed.bot.token, "simulator-token");
+        assert_eq!(a.grant, ["create-user", "unarchive-room"]);
+    }
 }
