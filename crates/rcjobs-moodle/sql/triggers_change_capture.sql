@@ -130,19 +130,19 @@ BEGIN
   SELECT r.rocketchatid INTO gid FROM {schema}.{prefix}rocketchat r WHERE r.id = NEW.instance;
   IF TG_OP = 'INSERT' OR OLD.instance IS DISTINCT FROM NEW.instance THEN
     IF NEW.instance <> 0 THEN
-      PERFORM {schema}.{prefix}rcjobs_enqueue('restore',
+      PERFORM {schema}.{prefix}rcjobs_enqueue_room('restore',
         jsonb_build_object('cmid', NEW.id, 'courseid', NEW.course, 'instanceid', NEW.instance, 'rocketchatid', gid),
         'restore:' || NEW.id, 'room:' || NEW.id);
     END IF;
     RETURN NULL;
   END IF;
   IF OLD.deletioninprogress IS DISTINCT FROM NEW.deletioninprogress THEN
-    PERFORM {schema}.{prefix}rcjobs_enqueue('recyclebin',
+    PERFORM {schema}.{prefix}rcjobs_enqueue_room('recyclebin',
       jsonb_build_object('action', CASE WHEN NEW.deletioninprogress <> 0 THEN 'trash' ELSE 'restore' END,
         'cmid', NEW.id, 'courseid', NEW.course, 'instanceid', NEW.instance, 'rocketchatid', gid),
       NULL, 'room:' || NEW.id);
   ELSIF NEW.deletioninprogress = 0 THEN
-    PERFORM {schema}.{prefix}rcjobs_enqueue('synchronize_group',
+    PERFORM {schema}.{prefix}rcjobs_enqueue_room('synchronize_group',
       jsonb_build_object('rocketchatid', gid, 'cmid', NEW.id, 'courseid', NEW.course,
         'coursecontextid', (SELECT id FROM {schema}.{prefix}context WHERE contextlevel = 50 AND instanceid = NEW.course)),
       'sync:' || NEW.id, 'room:' || NEW.id);
@@ -188,7 +188,7 @@ BEGIN
       END IF;
     END IF;
     IF NOT binned THEN
-      PERFORM {schema}.{prefix}rcjobs_enqueue('recyclebin',
+      PERFORM {schema}.{prefix}rcjobs_enqueue_room('recyclebin',
         jsonb_build_object('action', 'purge', 'cmid', cmid, 'courseid', OLD.course, 'instanceid', OLD.id, 'rocketchatid', OLD.rocketchatid),
         NULL, 'room:' || cmid); -- NULL when no course module is left
     END IF;
@@ -201,12 +201,12 @@ BEGIN
     -- the course_modules trigger enqueues the restore then. Only an already-linked row is
     -- handled here (bulk tools writing explicit ids).
     IF cmid IS NOT NULL THEN
-      PERFORM {schema}.{prefix}rcjobs_enqueue('restore',
+      PERFORM {schema}.{prefix}rcjobs_enqueue_room('restore',
         jsonb_build_object('cmid', cmid, 'courseid', NEW.course, 'instanceid', NEW.id, 'rocketchatid', NEW.rocketchatid),
         'restore:' || cmid, 'room:' || cmid);
     END IF;
   ELSIF cmid IS NOT NULL THEN
-    PERFORM {schema}.{prefix}rcjobs_enqueue('synchronize_group',
+    PERFORM {schema}.{prefix}rcjobs_enqueue_room('synchronize_group',
       jsonb_build_object('rocketchatid', NEW.rocketchatid, 'cmid', cmid, 'courseid', NEW.course,
         'coursecontextid', (SELECT id FROM {schema}.{prefix}context WHERE contextlevel = 50 AND instanceid = NEW.course)),
       'sync:' || cmid, 'room:' || cmid);
@@ -238,7 +238,7 @@ BEGIN
       FROM {schema}.{prefix}course_modules cm JOIN {schema}.{prefix}rocketchat r ON r.id = cm.instance
      WHERE cm.course = NEW.courseid AND cm.module = NEW.module AND r.name = NEW.name
      ORDER BY cm.deletioninprogress DESC, cm.id DESC LIMIT 1;
-    PERFORM {schema}.{prefix}rcjobs_enqueue('recyclebin',
+    PERFORM {schema}.{prefix}rcjobs_enqueue_room('recyclebin',
       jsonb_build_object('action', 'trash', 'binid', NEW.id, 'courseid', NEW.courseid,
         'cmid', rm.cmid, 'instanceid', rm.instanceid, 'rocketchatid', rm.rocketchatid),
       NULL, 'room:' || rm.cmid); -- NULL when no course module matched
@@ -251,12 +251,12 @@ BEGIN
      AND cm.deletioninprogress = 0 AND cm.added >= OLD.timecreated
    ORDER BY cm.id DESC LIMIT 1;
   IF rm.cmid IS NOT NULL THEN
-    PERFORM {schema}.{prefix}rcjobs_enqueue('recyclebin',
+    PERFORM {schema}.{prefix}rcjobs_enqueue_room('recyclebin',
       jsonb_build_object('action', 'restore', 'binid', OLD.id, 'courseid', OLD.courseid,
         'cmid', rm.cmid, 'instanceid', rm.instanceid, 'rocketchatid', rm.rocketchatid),
       NULL, 'room:' || rm.cmid);
   ELSE
-    PERFORM {schema}.{prefix}rcjobs_enqueue('recyclebin',
+    PERFORM {schema}.{prefix}rcjobs_enqueue_room('recyclebin',
       jsonb_build_object('action', 'purge', 'binid', OLD.id, 'courseid', OLD.courseid, 'name', OLD.name),
       NULL, NULL); -- no cmid: the worker takes the room lock itself
   END IF;

@@ -14,6 +14,20 @@ BEGIN
 END
 $fn$;
 
+-- Room work: a new or restored activity's room, the recycle bin, a room's own settings. It is
+-- claimed ahead of user-scoped fan-out work (priority 0), so a teacher waiting for the room of
+-- a new activity never waits behind a mass enrolment: -20 for a room's life cycle (ahead of
+-- everything), -10 for a room sync (the worker's own room syncs use -10 too,
+-- rcjobs_worker::engine::ROOM_SYNC_PRIORITY).
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_enqueue_room(p_kind text, p_payload jsonb, p_dedup text, p_exclusion text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM rcjobs.enqueue(p_kind, p_payload, 'default'::text,
+    (CASE WHEN p_kind = 'synchronize_group' THEN -10 ELSE -20 END)::smallint,
+    NULL::timestamptz, p_dedup, p_exclusion, NULL::int);
+END
+$fn$;
+
 -- Schedules a job at a Moodle time (unix seconds, e.g. an enrolment's timeend). A time at or
 -- past 10000-01-01 (Moodle stores what forms and web services send: timeend = 9000000000000
 -- has been seen) names no instant the queue can hold: nothing is scheduled for it, with a
@@ -56,7 +70,7 @@ BEGIN
              WHERE cm.course = p_course AND cm.module = {schema}.{prefix}rcjobs_rc_module()
                AND cm.deletioninprogress = 0
   LOOP
-    PERFORM {schema}.{prefix}rcjobs_enqueue('synchronize_group',
+    PERFORM {schema}.{prefix}rcjobs_enqueue_room('synchronize_group',
       jsonb_build_object('rocketchatid', rm.rocketchatid, 'coursecontextid', cctx, 'cmid', rm.cmid, 'courseid', p_course),
       'sync:' || rm.cmid, 'room:' || rm.cmid);
   END LOOP;
