@@ -1,4 +1,4 @@
-//! `rcjobs bench queue|e2e`.
+//! `rcjobs bench queue|e2e|faults`.
 
 use super::config::Settings;
 use super::cpu_times::{cpu_used, CpuTimes};
@@ -20,6 +20,9 @@ pub enum BenchCommand {
     Queue(QueueBenchArgs),
     /// End to end: mass enrolments through triggers, workers and the simulator vs the plugin's call pattern.
     E2e(super::bench_e2e::E2eBenchArgs),
+    /// Chat faults: the mass enrolment fault-free and with failing calls (their ratio), and a
+    /// room of 1,000 members filled and changed with failing calls.
+    Faults(super::bench_e2e::FaultsBenchArgs),
 }
 
 /// `rcjobs bench queue` arguments.
@@ -69,6 +72,7 @@ pub async fn run(s: &Settings, c: BenchCommand) -> anyhow::Result<()> {
     match c {
         BenchCommand::Queue(a) => bench_queue(s, a).await,
         BenchCommand::E2e(a) => super::bench_e2e::run(s, a).await,
+        BenchCommand::Faults(a) => super::bench_e2e::run_faults(s, a).await,
     }
 }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_e2e;
 pub mod config;
 pub mod cpu_times;
+pub mod db;
 pub mod demo;
 pub mod moodle;
 pub mod queue;

@@ -5,7 +5,6 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rcjobs_queue::{display_time, JobFilter, JobRecord, JobState, NewJob, QueueStats};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 /// `rcjobs migrate` arguments.
@@ -124,11 +123,10 @@ pub fn parse_run_at(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 async fn connect(s: &Settings) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&s.database_url)
+    let opts = super::db::parse_url("DATABASE_URL", &s.database_url)?;
+    super::db::pool(&opts, 4)
         .await
-        .with_context(|| "cannot connect to the queue database (DATABASE_URL)".to_string())
+        .context("cannot connect to the queue database (DATABASE_URL)")
 }
 
 /// Runs `rcjobs migrate`.

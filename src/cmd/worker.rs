@@ -179,9 +179,9 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
         .clone()
         .context("ROCKETCHAT_TOKEN is not set")?;
 
-    let pool = PgPoolOptions::new()
-        .max_connections(u32::try_from(a.concurrency).unwrap_or(64).saturating_add(8))
-        .connect(&s.database_url)
+    let (queue_conns, moodle_conns) = pool_sizes(a.concurrency);
+    let queue_opts = super::db::parse_url("DATABASE_URL", &s.database_url)?;
+    let pool = super::db::pool(&queue_opts, queue_conns)
         .await
         .context("connecting to the queue database")?;
     rcjobs_queue::check_schema(&pool)
@@ -210,9 +210,8 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
     let moodle_pool = if s.moodle_url() == s.database_url {
         pool.clone()
     } else {
-        PgPoolOptions::new()
-            .max_connections(u32::try_from(a.concurrency).unwrap_or(64).saturating_add(2))
-            .connect(s.moodle_url())
+        let moodle_opts = super::db::parse_url("MOODLE_DATABASE_URL", s.moodle_url())?;
+        super::db::pool(&moodle_opts, moodle_conns)
             .await
             .context("connecting to the Moodle database")?
     };
@@ -314,4 +313,31 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
     let _ = server_task.await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Connections of the queue pool and of the Moodle pool for `concurrency` jobs at once. A
+/// handler holds a connection only for one short statement at a time, never across a chat
+/// call, so half the concurrency covers the handlers; the queue runtime itself needs up to
+/// five (claim, acknowledgements, heartbeat, sweeper, LISTEN) plus one spare. Two default
+/// replicas (concurrency 16) take 2 x (14 + 10) = 48 connections, which a stock PostgreSQL
+/// (max_connections = 100) holds with room for Moodle; it used to be 2 x (24 + 18).
+fn pool_sizes(concurrency: usize) -> (u32, u32) {
+    let half = u32::try_from(concurrency.div_ceil(2)).unwrap_or(u32::MAX / 2);
+    (half.saturating_add(6), half.saturating_add(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_sizes;
+
+    #[test]
+    fn two_default_replicas_fit_a_stock_postgres() {
+        let (q, m) = pool_sizes(16);
+        assert_eq!((q, m), (14, 10));
+        assert!(
+            2 * (q + m) <= 50,
+            "two replicas leave half of max_connections = 100"
+        );
+        assert_eq!(pool_sizes(1), (7, 3));
+    }
 }
