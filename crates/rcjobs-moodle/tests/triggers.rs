@@ -545,10 +545,11 @@ async fn change_capture_enqueues_per_captured_table() {
         .await
         .unwrap();
     // the new activity's room is claimed ahead of any fan-out backlog
-    let priority: i16 = sqlx::query_scalar("SELECT priority FROM rcjobs.job WHERE kind = 'restore'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let priority: i16 =
+        sqlx::query_scalar("SELECT priority FROM rcjobs.job WHERE kind = 'restore'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert_eq!(priority, -20);
     let jobs = drain(pool).await;
     assert_eq!(
