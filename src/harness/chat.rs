@@ -80,6 +80,9 @@ pub struct SimOptions {
     /// Give the bot only the `user` role, so the limiter applies to it (it still owns the
     /// rooms it creates, which is all the membership calls need).
     pub limited_bot: bool,
+    /// Probability of answering an API call with a 500 (half of them after applying the
+    /// change), from the start; `SimHandle::set_fail_rate` changes it later.
+    pub fail_rate: f64,
 }
 
 /// Where the chat server is.
@@ -137,6 +140,7 @@ impl ChatServer {
         let cfg = SimConfig {
             latency: opts.latency,
             rate_limit: opts.rate_limit,
+            fail_rate: opts.fail_rate,
             seed: Seed { bot, users },
             ..SimConfig::default()
         };

@@ -7,6 +7,7 @@
 //! Everything here writes Moodle tables (fixture, enrolments): it is for demos, tests and
 //! benchmarks, never for a production site.
 
+pub mod changes;
 pub mod chat;
 pub mod compare;
 pub mod plugin;
