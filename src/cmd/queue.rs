@@ -92,24 +92,14 @@ pub enum JobsCommand {
     },
 }
 
-/// Parses `--run-at`: RFC 3339 or `+N[s|m|h|d]`.
+/// Parses `--run-at`: RFC 3339, or `+DURATION` from now in humantime's syntax (`+30s`,
+/// `+2h`, `+1d 12h`). Refuses what the queue cannot hold instead of panicking or wrapping.
 pub fn parse_run_at(s: &str) -> Result<DateTime<Utc>, String> {
     if let Some(rel) = s.strip_prefix('+') {
-        let (num, unit) =
-            rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
-        let n: i64 = num
-            .parse()
-            .map_err(|_| format!("bad delay {s:?}: expected +N[s|m|h|d], e.g. +30s"))?;
-        let unit_secs: i64 = match unit {
-            "" | "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(format!("bad delay unit in {s:?}: use s, m, h or d")),
-        };
-        let t = n
-            .checked_mul(unit_secs)
-            .and_then(chrono::Duration::try_seconds)
+        let d = humantime::parse_duration(rel.trim())
+            .map_err(|e| format!("bad delay {s:?}: {e} (expected e.g. +30s, +15m, +2h, +1d)"))?;
+        let t = chrono::Duration::from_std(d)
+            .ok()
             .and_then(|d| Utc::now().checked_add_signed(d))
             .ok_or_else(|| format!("delay {s:?} is too far ahead"))?;
         return rcjobs_queue::check_run_at(Some(t)).map(|()| t);
@@ -271,11 +261,33 @@ fn ago(t: DateTime<Utc>) -> String {
     }
 }
 
+/// A table for the terminal: no fixed widths, so long kind names never break it.
+fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    t
+}
+
+/// The state as an operator reads it: a pending job not due yet is `scheduled`.
+fn shown_state(j: &JobRecord) -> &'static str {
+    match j.state {
+        JobState::Ready | JobState::Blocked if j.run_at > Utc::now() => "scheduled",
+        st => st.as_str(),
+    }
+}
+
 fn print_job_table(jobs: &[JobRecord]) {
-    println!(
-        "{:>10}  {:<24} {:<10} {:<11} {:>7}  {:<10}  LAST ERROR",
-        "ID", "KIND", "QUEUE", "STATE", "ATTEMPT", "RUN AT"
-    );
+    let mut t = table(&[
+        "ID",
+        "KIND",
+        "QUEUE",
+        "STATE",
+        "ATTEMPT",
+        "RUN AT",
+        "LAST ERROR",
+    ]);
     for j in jobs {
         let err: String = j
             .last_error
@@ -284,20 +296,20 @@ fn print_job_table(jobs: &[JobRecord]) {
             .chars()
             .take(60)
             .collect();
-        println!(
-            "{:>10}  {:<24} {:<10} {:<11} {:>3}/{:<3}  {:<10}  {}",
-            j.id,
-            j.kind,
-            j.queue,
-            j.state.as_str(),
-            j.attempt,
-            j.max_attempts,
+        t.add_row(vec![
+            j.id.to_string(),
+            j.kind.clone(),
+            j.queue.clone(),
+            shown_state(j).to_string(),
+            format!("{}/{}", j.attempt, j.max_attempts),
             ago(j.run_at),
-            err
-        );
+            err,
+        ]);
     }
     if jobs.is_empty() {
         println!("(no jobs)");
+    } else {
+        println!("{t}");
     }
 }
 
@@ -305,7 +317,7 @@ fn print_job(j: &JobRecord) {
     println!("id            {}", j.id);
     println!("kind          {}", j.kind);
     println!("queue         {}", j.queue);
-    println!("state         {}", j.state);
+    println!("state         {}", shown_state(j));
     println!("priority      {}", j.priority);
     println!("attempt       {}/{}", j.attempt, j.max_attempts);
     println!(
@@ -383,10 +395,16 @@ pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
 }
 
 fn print_status(st: &QueueStats) {
-    println!(
-        "{:<10} {:<28} {:>9} {:>9} {:>9} {:>10} {:>11} {:>9}",
-        "QUEUE", "KIND", "DUE", "RUNNING", "BLOCKED", "SCHEDULED", "COMPLETED", "DEAD"
-    );
+    let mut t = table(&[
+        "QUEUE",
+        "KIND",
+        "DUE",
+        "RUNNING",
+        "BLOCKED",
+        "SCHEDULED",
+        "COMPLETED",
+        "DEAD",
+    ]);
     let mut keys: Vec<(&str, &str)> = st
         .counts
         .iter()
@@ -405,17 +423,19 @@ fn print_status(st: &QueueStats) {
         // due = ready or blocked with run_at passed; scheduled = not due yet (either)
         let later_ready = st.scheduled_in(q, k, JobState::Ready);
         let later_blocked = st.scheduled_in(q, k, JobState::Blocked);
-        println!(
-            "{:<10} {:<28} {:>9} {:>9} {:>9} {:>10} {:>11} {:>9}",
-            q,
-            k,
-            n(JobState::Ready) - later_ready,
-            n(JobState::Running),
-            n(JobState::Blocked) - later_blocked,
-            later_ready + later_blocked,
-            n(JobState::Completed),
-            n(JobState::Dead)
-        );
+        t.add_row(vec![
+            q.to_string(),
+            k.to_string(),
+            (n(JobState::Ready) - later_ready).to_string(),
+            n(JobState::Running).to_string(),
+            (n(JobState::Blocked) - later_blocked).to_string(),
+            (later_ready + later_blocked).to_string(),
+            n(JobState::Completed).to_string(),
+            n(JobState::Dead).to_string(),
+        ]);
+    }
+    if !keys.is_empty() {
+        println!("{t}");
     }
     if keys.is_empty() {
         println!("(no jobs)");
@@ -454,15 +474,20 @@ mod tests {
         assert!(parse_run_at("+30s").is_ok());
         assert!(parse_run_at("+2d").is_ok());
         assert!(parse_run_at("2030-01-01T10:00:00Z").is_ok());
+        assert!(parse_run_at("+1d 12h").is_ok());
         // used to panic (chrono overflow) or wrap to tomorrow
         for s in ["+300000000d", "+213503982334602d", "+9223372036854775807s"] {
             let e = parse_run_at(s).unwrap_err();
             assert!(
-                e.contains("too far ahead") || e.contains("run_at must be"),
+                e.contains("too far ahead")
+                    || e.contains("run_at must be")
+                    || e.contains("too large"),
                 "{s}: {e}"
             );
         }
         assert!(parse_run_at("1960-01-01T00:00:00Z").is_err());
-        assert!(parse_run_at("+5w").unwrap_err().contains("unit"));
+        assert!(parse_run_at("+5 fortnights")
+            .unwrap_err()
+            .contains("bad delay"));
     }
 }

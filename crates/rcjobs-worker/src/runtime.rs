@@ -90,6 +90,7 @@ pub fn register_all(mut builder: WorkerBuilder, engine: Arc<Engine>) -> WorkerBu
 pub struct WorkerStack {
     worker: rcjobs_queue::Worker,
     pool: PgPool,
+    moodle_pool: PgPool,
     queue: String,
     reconcile: Option<Duration>,
     metrics: Option<Metrics>,
@@ -104,6 +105,7 @@ impl WorkerStack {
         metrics: Option<Metrics>,
     ) -> Result<WorkerStack, rcjobs_queue::QueueError> {
         let pool = engine.pool.clone();
+        let moodle_pool = engine.moodle.pool().clone();
         let cfg = engine.config();
         let queue = cfg.queue.clone();
         let reconcile = (cfg.reconcile_interval_secs > 0)
@@ -112,6 +114,7 @@ impl WorkerStack {
         Ok(WorkerStack {
             worker,
             pool,
+            moodle_pool,
             queue,
             reconcile,
             metrics,
@@ -142,6 +145,7 @@ impl WorkerStack {
         if let Some(m) = self.metrics {
             tasks.push(tokio::spawn(run_stats_sampler(
                 self.pool.clone(),
+                self.moodle_pool.clone(),
                 m,
                 Duration::from_secs(5),
                 stop.clone(),
@@ -197,21 +201,25 @@ impl QueueHooks for MetricsHooks {
     }
 }
 
-/// Copies the queue's counter table into the jobs-by-state and oldest-ready gauges every
-/// `every`, until `stop`.
+/// Copies the queue's counter table into the jobs-by-state and oldest-ready gauges, and the
+/// queue and Moodle pools' use into the pool gauges (the same pool twice when Moodle shares
+/// the queue's database), every `every`, until `stop`.
 pub async fn run_stats_sampler(
     pool: PgPool,
+    moodle_pool: PgPool,
     metrics: Metrics,
     every: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        metrics.set_db_pool(
-            "queue",
-            pool.size(),
-            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-            pool.options().get_max_connections(),
-        );
+        for (name, p) in [("queue", &pool), ("moodle", &moodle_pool)] {
+            metrics.set_db_pool(
+                name,
+                p.size(),
+                u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                p.options().get_max_connections(),
+            );
+        }
         match rcjobs_queue::stats(&pool).await {
             Ok(s) => {
                 let rows = due_and_scheduled(&s);
