@@ -766,3 +766,39 @@ async fn a_copy_whose_room_id_stays_shared_gets_a_room_after_the_wait() {
     assert_eq!(env.room_id(a).await.as_deref(), Some(room_a.as_str()));
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_unarchive_permission_is_recorded_and_later_syncs_converge_once_granted() {
+    use rcjobs_chat::ChatBackend;
+    let env = Env::new(small_site(9), faulty_chat(), creating_accounts()).await;
+    let worker = env.start_worker(4).await;
+    env.sync_all().await;
+    step(&env, "initial sync").await;
+    let (cmid, _) = env.live_cmids().await.into_iter().find(|(_, v)| *v).unwrap();
+    let room = env.room_id(cmid).await.unwrap();
+    // The room of a visible activity got archived (by hand, or a restore); the bot has only
+    // the stock `bot` role, which may not unarchive.
+    env.sim.revoke_permission("bot", "unarchive-room");
+    plugin_backend(&env).await.archive_room(&room).await.unwrap();
+    for _ in 0..2 {
+        env.enqueue_raw("synchronize_group", json!({"cmid": cmid}))
+            .await;
+        env.drain().await;
+    }
+    assert!(env.dead_jobs().await.is_empty(), "{:?}", env.dead_jobs().await);
+    let code: Option<String> =
+        sqlx::query_scalar("SELECT code FROM rcjobs_sync.outcome WHERE cmid = $1 AND subject = ''")
+            .bind(cmid)
+            .fetch_optional(env.pool())
+            .await
+            .unwrap();
+    assert_eq!(code.as_deref(), Some("permission_missing"));
+    assert!(env.chat_members(&room).unwrap().1, "still archived");
+    // Granted: the next sync unarchives and converges.
+    env.sim.grant_permission("bot", "unarchive-room");
+    env.enqueue_raw("synchronize_group", json!({"cmid": cmid}))
+        .await;
+    step(&env, "permission granted").await;
+    assert!(!env.chat_members(&room).unwrap().1);
+    worker.stop().await;
+}

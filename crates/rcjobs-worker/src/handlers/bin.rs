@@ -3,6 +3,7 @@
 //! course module still uses the room (a bin restore is followed by a "deleted" event for
 //! the same item; a purge must not delete a room that was restored meanwhile).
 
+use super::room::{PERMISSION_MISSING, UNARCHIVE_MISSING};
 use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
 use crate::state::{RoomRecord, RoomState};
 use rcjobs_chat::ChatError;
@@ -108,8 +109,22 @@ impl Engine {
                 Ok(format!("room {room_id} archived"))
             }
             BinAction::Restore => {
+                // Without `unarchive-room` the room is still handed to the restored activity
+                // (its identity is right; its syncs record the missing permission and converge
+                // once it is granted) rather than the job going dead.
+                let mut unarchived = true;
                 match self.chat.unarchive_room(&room_id).await {
                     Ok(()) => self.applied(MembershipAction::Unarchive, 1),
+                    Err(e @ ChatError::Forbidden { .. }) => {
+                        self.note(
+                            cmid,
+                            job,
+                            PERMISSION_MISSING,
+                            &format!("{UNARCHIVE_MISSING}: {e}"),
+                        )
+                        .await?;
+                        unarchived = false;
+                    }
                     Err(e) => return Err(self.bin_failure(cmid, job, e).await),
                 }
                 // The restored activity (a new cmid) takes the room over; then converge it.
@@ -138,9 +153,11 @@ impl Engine {
                         .await?;
                 }
                 let n = self.enqueue_syncs(targets.iter().copied()).await?;
-                Ok(format!(
-                    "room {room_id} unarchived; {n} room syncs enqueued"
-                ))
+                Ok(if unarchived {
+                    format!("room {room_id} unarchived; {n} room syncs enqueued")
+                } else {
+                    format!("room {room_id} restored but left archived (unarchive-room missing); {n} room syncs enqueued")
+                })
             }
             BinAction::Purge => {
                 if !live.is_empty() {

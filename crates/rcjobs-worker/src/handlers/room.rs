@@ -27,6 +27,12 @@ pub(super) enum Resolved {
     Gone(String),
 }
 
+/// Room outcome: the bot lacks a permission a feature needs (the detail says which).
+pub(super) const PERMISSION_MISSING: &str = "permission_missing";
+
+/// The detail of [`PERMISSION_MISSING`] when a visible activity's room is archived.
+pub(super) const UNARCHIVE_MISSING: &str = "the bot lacks `unarchive-room` (admin only by default; docs/handlers.md): the room stays archived until it is granted or an admin unarchives the room";
+
 /// How long a room job waits before looking again for the id Moodle is about to store.
 const MOODLE_ID_RECHECK: chrono::Duration = chrono::Duration::seconds(10);
 
@@ -266,8 +272,26 @@ impl Engine {
                     "course module {cmid} hidden and its room archived: membership left as is"
                 ));
             }
-            if let Err(e) = self.retrying(|| self.chat.unarchive_room(&room.id)).await {
-                return Err(self.room_failure(cmid, job, e).await);
+            match self.retrying(|| self.chat.unarchive_room(&room.id)).await {
+                Ok(()) => {}
+                // Not a reason to go dead: every later sync of the room would go dead too and
+                // the room would stay archived for good. Record it; the sync after an admin
+                // grants the permission (or unarchives the room) converges it.
+                Err(e @ ChatError::Forbidden { .. }) => {
+                    self.state
+                        .put_room_outcome(
+                            cmid,
+                            Some(job.id),
+                            PERMISSION_MISSING,
+                            &format!("{UNARCHIVE_MISSING}: {e}"),
+                        )
+                        .await?;
+                    self.failed(MembershipAction::Unarchive, MembershipFailure::Forbidden, 1);
+                    return Ok(format!(
+                        "course module {cmid} visible but its room is archived and the bot may not unarchive it: recorded"
+                    ));
+                }
+                Err(e) => return Err(self.room_failure(cmid, job, e).await),
             }
             self.applied(MembershipAction::Unarchive, 1);
             room.archived = false;
