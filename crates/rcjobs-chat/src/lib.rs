@@ -106,6 +106,31 @@ pub struct NewRoom {
     pub retention_days: Option<u32>,
 }
 
+/// Something the bot must be allowed to do server-wide (not as the owner of its rooms, which
+/// it is for every room it manages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// Create private rooms.
+    CreateRooms,
+    /// Create user accounts (account creation on).
+    CreateUsers,
+    /// Unarchive rooms (bin restores, an activity made visible again).
+    UnarchiveRooms,
+}
+
+impl Capability {
+    /// What the capability is for, in an operator's words.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Capability::CreateRooms => "creating the rooms of new activities",
+            Capability::CreateUsers => "creating accounts for Moodle users who have none",
+            Capability::UnarchiveRooms => {
+                "unarchiving rooms on a bin restore or when an activity becomes visible"
+            }
+        }
+    }
+}
+
 /// The small set of chat operations that membership sync needs.
 ///
 /// Implementations must be cheap to share (`Arc<dyn ChatBackend>`) and safe to call from
@@ -118,6 +143,18 @@ pub trait ChatBackend: Send + Sync + 'static {
 
     /// The username the worker acts as. It is never removed from a room.
     fn bot_username(&self) -> &str;
+
+    /// Of the server-wide capabilities `needed`, those the bot's account lacks, each with the
+    /// backend's own name for the permission to grant. Checked at start-up so that a missing
+    /// permission is said once, plainly, before any job finds out. Backends without such a
+    /// notion answer none missing.
+    async fn missing_capabilities(
+        &self,
+        needed: &[Capability],
+    ) -> ChatResult<Vec<(Capability, String)>> {
+        let _ = needed;
+        Ok(Vec::new())
+    }
 
     /// Looks a user up by login name; `Ok(None)` when there is no such account.
     async fn find_user(&self, username: &str) -> ChatResult<Option<ChatUser>>;

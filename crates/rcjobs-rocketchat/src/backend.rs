@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use futures::{stream, StreamExt};
 use rcjobs_chat::{
-    AddMembersOutcome, ChatBackend, ChatResult, ChatUser, NewChatUser, NewRoom, Room, RoomMember,
+    AddMembersOutcome, Capability, ChatBackend, ChatResult, ChatUser, NewChatUser, NewRoom, Room,
+    RoomMember,
 };
 
 use crate::client::{RcResult, RocketChatClient};
@@ -264,6 +265,15 @@ fn dedupe_usernames(usernames: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Rocket.Chat's permission for a capability.
+fn permission_name(c: Capability) -> &'static str {
+    match c {
+        Capability::CreateRooms => "create-p",
+        Capability::CreateUsers => "create-user",
+        Capability::UnarchiveRooms => "unarchive-room",
+    }
+}
+
 #[async_trait]
 impl ChatBackend for RocketChatBackend {
     fn backend_name(&self) -> &'static str {
@@ -272,6 +282,29 @@ impl ChatBackend for RocketChatBackend {
 
     fn bot_username(&self) -> &str {
         &self.bot_username
+    }
+
+    async fn missing_capabilities(
+        &self,
+        needed: &[Capability],
+    ) -> ChatResult<Vec<(Capability, String)>> {
+        let bot = self
+            .client
+            .find_user_by_username(&self.bot_username)
+            .await?
+            .map(|u| u.roles)
+            .unwrap_or_default();
+        let table = self.client.permissions_list_all().await?;
+        Ok(needed
+            .iter()
+            .map(|c| (*c, permission_name(*c)))
+            .filter(|(_, p)| {
+                !table
+                    .iter()
+                    .any(|e| e.id == *p && e.roles.iter().any(|r| bot.contains(r)))
+            })
+            .map(|(c, p)| (c, p.to_owned()))
+            .collect())
     }
 
     async fn find_user(&self, username: &str) -> ChatResult<Option<ChatUser>> {

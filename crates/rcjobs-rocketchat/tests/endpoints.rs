@@ -224,3 +224,32 @@ async fn observer_sees_every_exchange() {
     let seen: Vec<(&str, u16)> = responses.iter().map(|(e, s, _)| (*e, *s)).collect();
     assert_eq!(seen, vec![("groups.info", 400), ("users.info", 200)]);
 }
+
+#[tokio::test]
+async fn missing_capabilities_reads_the_servers_permission_table() {
+    use rcjobs_chat::Capability;
+    let sim = sim(rcjobs_sim::SimConfig::default()).await;
+    let backend = backend(&sim).await;
+    let all = [
+        Capability::CreateRooms,
+        Capability::CreateUsers,
+        Capability::UnarchiveRooms,
+    ];
+    // a stock `bot` role may create private groups, not users, not unarchive
+    let missing = backend.missing_capabilities(&all).await.unwrap();
+    assert_eq!(
+        missing,
+        vec![
+            (Capability::CreateUsers, "create-user".to_string()),
+            (Capability::UnarchiveRooms, "unarchive-room".to_string()),
+        ]
+    );
+    sim.grant_permission("bot", "create-user");
+    sim.grant_permission("bot", "unarchive-room");
+    assert!(backend.missing_capabilities(&all).await.unwrap().is_empty());
+    sim.revoke_permission("bot", "create-p");
+    assert_eq!(
+        backend.missing_capabilities(&all).await.unwrap(),
+        vec![(Capability::CreateRooms, "create-p".to_string())]
+    );
+}

@@ -32,6 +32,48 @@ pub(crate) fn default_roles(permission: &str) -> &'static [&'static str] {
     }
 }
 
+/// Every permission [`default_roles`] knows, as `permissions.listAll` lists them.
+pub(crate) const KNOWN_PERMISSIONS: &[&str] = &[
+    "create-p",
+    "add-user-to-joined-room",
+    "remove-user",
+    "set-moderator",
+    "set-owner",
+    "edit-room",
+    "archive-room",
+    "delete-p",
+    "view-broadcast-member-list",
+    "view-d-room",
+    "api-bypass-rate-limit",
+    "create-personal-access-tokens",
+    "edit-room-retention-policy",
+    "unarchive-room",
+    "create-user",
+    "edit-other-user-info",
+    "edit-other-user-active-status",
+    "view-full-other-user-info",
+    "assign-admin-role",
+    "clean-channel-history",
+    "view-room-administration",
+    "view-other-user-channels",
+    "add-user-to-any-p-room",
+    "kick-user-from-any-p-room",
+];
+
+/// Roles a permission can be given to: the server roles plus the room roles.
+const ALL_ROLES: &[&str] = &[
+    "admin",
+    "user",
+    "bot",
+    "app",
+    "guest",
+    "anonymous",
+    "livechat-agent",
+    "owner",
+    "moderator",
+    "leader",
+];
+
 /// Roles a server accepts in `users.create` (`roles` are role ids).
 pub(crate) const KNOWN_ROLES: &[&str] = &[
     "admin",
@@ -71,6 +113,15 @@ impl Grants {
             .entry(permission.to_string())
             .or_default()
             .insert(role.to_string());
+    }
+
+    /// The roles holding `permission` now (defaults with the grants and revocations applied).
+    pub fn roles_of(&self, permission: &str) -> Vec<String> {
+        ALL_ROLES
+            .iter()
+            .filter(|r| self.role_has(r, permission))
+            .map(|r| r.to_string())
+            .collect()
     }
 
     fn role_has(&self, role: &str, permission: &str) -> bool {

@@ -25,6 +25,7 @@ pub mod mapping;
 pub mod naming;
 pub mod password;
 pub mod planner;
+pub mod preflight;
 pub mod runtime;
 pub mod state;
 

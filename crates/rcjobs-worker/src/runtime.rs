@@ -89,6 +89,7 @@ pub fn register_all(mut builder: WorkerBuilder, engine: Arc<Engine>) -> WorkerBu
 #[derive(Debug)]
 pub struct WorkerStack {
     worker: rcjobs_queue::Worker,
+    engine: Arc<Engine>,
     pool: PgPool,
     moodle_pool: PgPool,
     queue: String,
@@ -110,9 +111,10 @@ impl WorkerStack {
         let queue = cfg.queue.clone();
         let reconcile = (cfg.reconcile_interval_secs > 0)
             .then(|| Duration::from_secs(cfg.reconcile_interval_secs));
-        let worker = register_all(builder, engine).build()?;
+        let worker = register_all(builder, engine.clone()).build()?;
         Ok(WorkerStack {
             worker,
+            engine,
             pool,
             moodle_pool,
             queue,
@@ -127,11 +129,13 @@ impl WorkerStack {
     }
 
     /// Runs the replica until `shutdown` resolves and the queue worker has drained; the
-    /// background tasks stop with it.
+    /// background tasks stop with it. It first says which permissions the bot lacks
+    /// ([`crate::preflight`]).
     pub async fn run<F>(self, shutdown: F) -> Result<(), rcjobs_queue::QueueError>
     where
         F: std::future::Future<Output = ()> + Send,
     {
+        crate::preflight::check_capabilities(&self.engine).await;
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         if let Some(every) = self.reconcile {

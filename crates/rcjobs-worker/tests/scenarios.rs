@@ -774,18 +774,31 @@ async fn a_missing_unarchive_permission_is_recorded_and_later_syncs_converge_onc
     let worker = env.start_worker(4).await;
     env.sync_all().await;
     step(&env, "initial sync").await;
-    let (cmid, _) = env.live_cmids().await.into_iter().find(|(_, v)| *v).unwrap();
+    let (cmid, _) = env
+        .live_cmids()
+        .await
+        .into_iter()
+        .find(|(_, v)| *v)
+        .unwrap();
     let room = env.room_id(cmid).await.unwrap();
     // The room of a visible activity got archived (by hand, or a restore); the bot has only
     // the stock `bot` role, which may not unarchive.
     env.sim.revoke_permission("bot", "unarchive-room");
-    plugin_backend(&env).await.archive_room(&room).await.unwrap();
+    plugin_backend(&env)
+        .await
+        .archive_room(&room)
+        .await
+        .unwrap();
     for _ in 0..2 {
         env.enqueue_raw("synchronize_group", json!({"cmid": cmid}))
             .await;
         env.drain().await;
     }
-    assert!(env.dead_jobs().await.is_empty(), "{:?}", env.dead_jobs().await);
+    assert!(
+        env.dead_jobs().await.is_empty(),
+        "{:?}",
+        env.dead_jobs().await
+    );
     let code: Option<String> =
         sqlx::query_scalar("SELECT code FROM rcjobs_sync.outcome WHERE cmid = $1 AND subject = ''")
             .bind(cmid)

@@ -63,3 +63,22 @@ impl RocketChatClient {
         }
     }
 }
+
+/// One entry of `permissions.listAll`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PermissionEntry {
+    /// The permission's name (`unarchive-room`).
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// Roles holding it (server roles and room roles such as `owner`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl RocketChatClient {
+    /// `GET permissions.listAll`: every permission with the roles that hold it.
+    pub async fn permissions_list_all(&self) -> RcResult<Vec<PermissionEntry>> {
+        self.call_field(Call::get("permissions.listAll", Vec::new()), "update")
+            .await
+    }
+}

@@ -102,6 +102,22 @@ pub(crate) fn me(ctx: &mut Ctx<'_>) -> ApiResult {
     Ok(ok(me_json(u, ctx.site_url)))
 }
 
+/// `GET permissions.listAll`: every permission with the roles that hold it (`update`), none
+/// removed. Any logged-in user may read it, as on a real server.
+pub(crate) fn permissions_list_all(ctx: &mut Ctx<'_>) -> ApiResult {
+    let update: Vec<Value> = crate::perms::KNOWN_PERMISSIONS
+        .iter()
+        .map(|p| {
+            json!({
+                "_id": p,
+                "roles": ctx.st.grants.roles_of(p),
+                "_updatedAt": "2024-01-01T00:00:00.000Z",
+            })
+        })
+        .collect();
+    Ok(ok(json!({ "update": update, "remove": [] })))
+}
+
 /// `GET info` (and `/api/info`): the server version.
 pub(crate) fn info(ctx: &mut Ctx<'_>) -> ApiResult {
     Ok(ok(json!({ "version": ctx.version_text })))

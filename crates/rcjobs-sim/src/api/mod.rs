@@ -49,6 +49,7 @@ pub(crate) fn route(method: &str, endpoint: &str) -> Option<Route> {
         ("POST" | "GET", "logout") => r(true, auth::logout),
         ("GET", "me") => r(true, auth::me),
         ("GET", "info") => r(false, auth::info),
+        ("GET", "permissions.listAll") => r(true, auth::permissions_list_all),
         ("GET", "users.info") => r(true, users::info),
         ("POST", "users.create") => r(true, users::create),
         ("POST", "users.setActiveStatus") => r(true, users::set_active_status),
