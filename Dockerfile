@@ -14,6 +14,8 @@ FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
 ARG RCJOBS_GIT_REVISION=unknown
 ENV RCJOBS_GIT_REVISION=${RCJOBS_GIT_REVISION}
 WORKDIR /src
+# The repository alone is the build context (.dockerignore trims it); scripts/validate-deploy.sh
+# checks that every path the build reads is in it and that nothing comes from outside.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \

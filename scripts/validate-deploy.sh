@@ -5,7 +5,13 @@
 #     always the Compose Specification JSON schema (check-jsonschema ships it offline) and
 #     semantic checks (depends_on targets, volumes, bind-mount paths, interpolation defaults,
 #     scalable workers, Prometheus discovery matching the worker's metrics port);
-#   * Dockerfile: multi-stage, non-root, ENTRYPOINT ["rcjobs"];
+#   * Dockerfile: multi-stage, non-root, ENTRYPOINT ["rcjobs"]; and it builds from the
+#     repository alone: every path `cargo build --locked` reads (Cargo.toml, Cargo.lock, every
+#     workspace member's manifest, src/, build.rs and declared targets, path dependencies,
+#     include_str!/include_bytes!/sqlx::migrate! targets, rerun-if-changed paths) is COPYed
+#     into the builder stage at the same place and not excluded by .dockerignore, and no
+#     COPY reaches outside the repository (`--dockerfile-only` runs just this, with python3
+#     and no venv; RCJOBS_DOCKERFILE / RCJOBS_DOCKERIGNORE check other files);
 #   * deploy/prometheus: `promtool check config`, `promtool check rules` and the alert unit
 #     tests `promtool test rules` (promtool from Debian's `prometheus` package);
 #   * deploy/kubernetes: renders the kustomize base and the hpa overlay (`kubectl kustomize`
@@ -18,7 +24,7 @@
 #   * grafana/: every dashboard is valid JSON and provisioning points where compose mounts it
 #     (metric names in panel queries are checked by `cargo test -p rcjobs-metrics`).
 #
-# Usage: scripts/validate-deploy.sh [--no-install] [--sync-rules]
+# Usage: scripts/validate-deploy.sh [--no-install] [--sync-rules] [--dockerfile-only]
 #   --sync-rules rewrites deploy/kubernetes/base/prometheusrule.yaml from
 #   deploy/prometheus/alerts.yml (the source of truth) before checking.
 #   Python tools go into a venv at $RCJOBS_VALIDATE_VENV (default: target/validate-venv),
@@ -34,14 +40,209 @@ cd "$ROOT"
 
 INSTALL=1
 SYNC_RULES=0
+DOCKERFILE_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --no-install) INSTALL=0 ;;
     --sync-rules) SYNC_RULES=1 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    --dockerfile-only) DOCKERFILE_ONLY=1 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
+
+# The Dockerfile's build context (python3 standard library only, so it also runs alone).
+check_docker_context() {
+  "$1" - "$ROOT" <<'PYEOF'
+# Build-context check: everything `cargo build --release --locked --bin rcjobs` reads is
+# COPYed into the builder stage at the same relative path, nothing comes from outside the
+# repository, and .dockerignore excludes none of it. Standard library only.
+import glob, json, os, pathlib, re, shlex, sys, tomllib
+
+root = pathlib.Path(sys.argv[1]).resolve()
+dockerfile = pathlib.Path(os.environ.get("RCJOBS_DOCKERFILE") or root / "Dockerfile")
+ignore_path = pathlib.Path(os.environ.get("RCJOBS_DOCKERIGNORE") or root / ".dockerignore")
+errors = []
+
+def rel(p):
+    """`p` relative to the repository as a posix string, or None when it lies outside."""
+    try:
+        return pathlib.Path(os.path.normpath(p)).relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+# --- what the build reads ---
+needs = {}  # relative path -> why
+def need(path, why):
+    r = rel(path)
+    if r is None:
+        errors.append(f"build needs {path} ({why}), which is outside the repository")
+    elif not (root / r).exists():
+        errors.append(f"build needs {r} ({why}), which does not exist")
+    else:
+        needs.setdefault(r, why)
+
+manifest = tomllib.loads((root / "Cargo.toml").read_text())
+ws = manifest.get("workspace", {})
+need(root / "Cargo.toml", "workspace manifest")
+need(root / "Cargo.lock", "cargo build --locked")
+excluded = {rel(root / e) for e in ws.get("exclude", [])}
+members = []
+for pat in ws.get("members", ["."]):
+    for m in sorted(glob.glob(str(root / pat))):
+        if (pathlib.Path(m) / "Cargo.toml").exists() and rel(m) not in excluded:
+            members.append(pathlib.Path(m).resolve())
+
+def path_deps(table, base, why):
+    for name, dep in (table or {}).items():
+        if isinstance(dep, dict) and "path" in dep:
+            need(base / dep["path"], f"path dependency {name} of {why}")
+
+path_deps(ws.get("dependencies"), root, "the workspace")
+include_re = re.compile(r'\binclude(?:_str|_bytes)?!\s*\(\s*"([^"]+)"')
+migrate_re = re.compile(r'\bmigrate!\s*\(\s*(?:"([^"]*)")?\s*\)')
+rerun_re = re.compile(r'rerun-if-changed=([^"\s)]+)')
+for m in members:
+    name = rel(m) or str(m)
+    mf = tomllib.loads((m / "Cargo.toml").read_text())
+    need(m / "Cargo.toml", f"manifest of {name}")
+    need(m / "src", f"sources of {name}")
+    for section in ("dependencies", "dev-dependencies", "build-dependencies"):
+        path_deps(mf.get(section), m, name)
+    build = mf.get("package", {}).get("build")
+    build = m / (build if isinstance(build, str) else "build.rs")
+    if build.exists():
+        need(build, f"build script of {name}")
+        for arg in rerun_re.findall(build.read_text()):
+            need(m / arg, f"rerun-if-changed in {rel(build)}")
+    # Cargo checks that every declared target exists, even those it does not build.
+    defaults = {"bin": "src/bin/{}.rs", "bench": "benches/{}.rs", "test": "tests/{}.rs",
+                "example": "examples/{}.rs"}
+    for kind, default in defaults.items():
+        for t in mf.get(kind, []):
+            need(m / (t.get("path") or default.format(t["name"])), f"[[{kind}]] {t['name']} of {name}")
+    # Compile-time file reads in the sources: include_str!/include_bytes!/include! are
+    # relative to the file, sqlx::migrate! to the crate's manifest directory.
+    for src in sorted((m / "src").rglob("*.rs")) + ([build] if build.exists() else []):
+        text = src.read_text()
+        for arg in include_re.findall(text):
+            need(src.parent / arg, f"include in {rel(src)}")
+        for arg in migrate_re.findall(text):
+            need(m / (arg or "migrations"), f"sqlx::migrate! in {rel(src)}")
+
+# --- what the builder stage copies ---
+lines = re.sub(r"\\\n", " ", dockerfile.read_text()).splitlines()
+stages, cur = [], None
+for line in lines:
+    s = line.strip()
+    if re.match(r"(?i)^FROM\s", s):
+        cur = []
+        stages.append(cur)
+    elif cur is not None and s and not s.startswith("#"):
+        cur.append(s)
+builders = [st for st in stages if any(re.search(r"\bcargo\s+build\b", l) for l in st)]
+if len(builders) != 1:
+    errors.append(f"Dockerfile: expected one stage running cargo build, found {len(builders)}")
+    builders = [[]]
+workdir = "/"
+copies = []  # (source relative to the repository, destination relative to the workdir)
+for s in builders[0]:
+    if re.match(r"(?i)^WORKDIR\s", s):
+        workdir = os.path.join(workdir, s.split(None, 1)[1].strip())
+        continue
+    m = re.match(r"(?i)^(COPY|ADD)\s+(.*)$", s)
+    if not m:
+        continue
+    rest = m.group(2).strip()
+    try:
+        words = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+    except Exception:
+        words = rest.split()
+    flags = [w for w in words if w.startswith("--")]
+    words = [w for w in words if not w.startswith("--")]
+    if any(f.startswith("--from") for f in flags) or len(words) < 2:
+        continue
+    *srcs, dest = words
+    for src in srcs:
+        if re.match(r"^[a-z]+://", src):
+            errors.append(f"Dockerfile: {m.group(1)} {src} fetches from outside the repository")
+            continue
+        r = rel(root / src.lstrip("/")) if not src.startswith("/") else None
+        if src.startswith("/") or r is None:
+            errors.append(f"Dockerfile: COPY {src} reaches outside the repository (the build context)")
+            continue
+        if not glob.glob(str(root / r)):
+            errors.append(f"Dockerfile: COPY {src}: no such path in the repository")
+            continue
+        # Where the source lands, relative to the workdir cargo runs in.
+        d = os.path.normpath(os.path.join(workdir, dest))
+        is_dir = (root / r).is_dir()
+        into_dir = is_dir or dest.endswith("/") or len(srcs) > 1
+        copies.append((r, d, is_dir, into_dir))
+
+def ignored(p):
+    if not ignore_path.exists():
+        return False
+    out = False
+    for raw in ignore_path.read_text().splitlines():
+        pat = raw.strip()
+        if not pat or pat.startswith("#"):
+            continue
+        neg = pat.startswith("!")
+        pat = pat.lstrip("!").strip().lstrip("/")
+        pat = os.path.normpath(pat)
+        rx = ""
+        i = 0
+        while i < len(pat):
+            if pat.startswith("**/", i):
+                rx += "(?:.*/)?"; i += 3
+            elif pat.startswith("**", i):
+                rx += ".*"; i += 2
+            elif pat[i] == "*":
+                rx += "[^/]*"; i += 1
+            elif pat[i] == "?":
+                rx += "[^/]"; i += 1
+            else:
+                rx += re.escape(pat[i]); i += 1
+        parts = p.split("/")
+        # A pattern that matches a directory excludes everything below it.
+        if any(re.fullmatch(rx, "/".join(parts[:k])) for k in range(1, len(parts) + 1)):
+            out = not neg
+    return out
+
+wd = os.path.normpath(workdir)
+for p, why in sorted(needs.items()):
+    landed = False
+    for src, dest, is_dir, into_dir in copies:
+        if src == "." or p == src or p.startswith(src + "/"):
+            tail = p if src == "." else (p[len(src) + 1:] if p != src else "")
+            if is_dir:
+                at = os.path.normpath(os.path.join(dest, tail)) if tail else dest
+            else:
+                at = os.path.join(dest, os.path.basename(src)) if into_dir else dest
+            if os.path.normpath(at) == os.path.normpath(os.path.join(wd, p)):
+                landed = True
+                break
+    if not landed:
+        errors.append(f"Dockerfile: {p} ({why}) is not COPYed into the builder stage at {p}")
+    elif ignored(p):
+        errors.append(f".dockerignore excludes {p} ({why}), which the build needs")
+
+if errors:
+    print("\n".join("  - " + e for e in errors))
+    sys.exit(1)
+print(f"ok: build context holds all {len(needs)} paths cargo build reads "
+      f"({len(members)} workspace members), nothing from outside the repository")
+PYEOF
+}
+
+if [ "$DOCKERFILE_ONLY" = 1 ]; then
+  step() { printf '\n== %s\n' "$*"; }
+  step "Dockerfile build context"
+  check_docker_context python3 || { echo "validate-deploy: FAILED" >&2; exit 1; }
+  echo "validate-deploy: dockerfile checks passed"
+  exit 0
+fi
 
 VENV="${RCJOBS_VALIDATE_VENV:-$ROOT/target/validate-venv}"
 K8S_VERSIONS="${RCJOBS_K8S_VERSIONS:-1.29.0 1.37.0}"
@@ -155,6 +356,10 @@ for v in $K8S_VERSIONS; do
     echo "$out" | sed -n "s|^INFO $WORK/|  |p"
   done
 done
+
+# ---- Dockerfile build context ------------------------------------------------------------
+step "Dockerfile build context"
+check_docker_context "$PY" || fail "Dockerfile build context"
 
 # ---- structural and cross-reference checks ---------------------------------------------------
 step "semantic checks (compose, Dockerfile, Kubernetes, Grafana)"

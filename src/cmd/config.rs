@@ -1,13 +1,20 @@
 //! Layered configuration: built-in defaults < TOML file < environment < flags.
+//!
+//! The file holds the global keys at the top level and the worker's under `[worker]`; every
+//! flag of `rcjobs worker` has a key there (see `WorkerFileSettings`). Durations, in flags,
+//! environment and file alike, are a bare number of seconds or a humantime string.
 
 use clap::{Args, ValueEnum};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
@@ -19,7 +26,8 @@ pub enum LogFormat {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Optional TOML config file (keys as in `Settings`, e.g. `database_url = "..."`).
+    /// Optional TOML config file: global keys at the top level (`database_url = "..."`),
+    /// worker flags under `[worker]` (`concurrency = 8`, `lease_ttl = "30s"`); see README.
     #[arg(long, global = true, env = "RCJOBS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Queue database (Postgres URL).
@@ -34,9 +42,25 @@ pub struct GlobalArgs {
     /// Rocket.Chat base URL (e.g. https://chat.example.edu).
     #[arg(long, global = true)]
     pub rocketchat_url: Option<String>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RCJOBS_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    /// Log format (default: text; the file key is `log_format`).
+    #[arg(long, global = true, value_enum, env = "RCJOBS_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl GlobalArgs {
+    /// The log format: flag or `RCJOBS_LOG_FORMAT`, else the file's `log_format`, else text.
+    /// Logging starts before the file is fully checked, so a broken file is ignored here and
+    /// reported by `Settings::load` right after.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+            .or_else(|| {
+                let path = self.config.as_deref()?;
+                Figment::from(Toml::file(path))
+                    .extract_inner::<LogFormat>("log_format")
+                    .ok()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Where the queue database URL came from (printed so that no default is silent).
@@ -82,6 +106,12 @@ pub struct Settings {
     pub rocketchat_user_id: Option<String>,
     /// Rocket.Chat personal access token.
     pub rocketchat_token: Option<String>,
+    /// Log format (`--log-format` and `RCJOBS_LOG_FORMAT` win; read by `GlobalArgs::log_format`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// The `[worker]` section: a key for every `rcjobs worker` flag.
+    #[serde(default)]
+    pub worker: WorkerFileSettings,
     /// Where `database_url` came from (not a configuration key).
     #[serde(skip)]
     pub database_url_source: UrlSource,
@@ -102,6 +132,8 @@ impl std::fmt::Debug for Settings {
                 "rocketchat_token",
                 &self.rocketchat_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("log_format", &self.log_format)
+            .field("worker", &self.worker)
             .finish()
     }
 }
@@ -115,6 +147,8 @@ impl Default for Settings {
             rocketchat_url: None,
             rocketchat_user_id: None,
             rocketchat_token: None,
+            log_format: None,
+            worker: WorkerFileSettings::default(),
             database_url_source: UrlSource::Default,
         }
     }
@@ -159,15 +193,10 @@ impl Settings {
     /// Merges defaults, the TOML file, the environment (`DATABASE_URL`, `MOODLE_DATABASE_URL`,
     /// `MOODLE_PREFIX`, `ROCKETCHAT_URL`, `ROCKETCHAT_USER_ID`, `ROCKETCHAT_TOKEN`) and flags.
     pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
-        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
-        if let Some(path) = &global.config {
-            anyhow::ensure!(
-                path.exists(),
-                "config file {} does not exist",
-                path.display()
-            );
-            fig = fig.merge(Toml::file(path));
-        }
+        let mut fig = match &global.config {
+            Some(path) => file_figment(path)?,
+            None => Figment::from(Serialized::defaults(Settings::default())),
+        };
         fig = fig.merge(
             Env::raw()
                 .only(&[
@@ -240,6 +269,187 @@ impl Settings {
     }
 }
 
+/// The `[worker]` section of the config file: one key per `rcjobs worker` flag, same name
+/// with `_` for `-`. Flags and their environment variables win over these; unset keys fall
+/// back to the built-in defaults. Unknown keys are an error, as at the top level.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerFileSettings {
+    /// `--concurrency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// `--metrics-addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// `--queues`, as a TOML array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<String>>,
+    /// `--handlers-config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handlers_config: Option<PathBuf>,
+    /// `--create-accounts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_accounts: Option<bool>,
+    /// `--reconcile-interval` (0 = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_interval: Option<DurationSetting>,
+    /// `--bot-username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_username: Option<String>,
+    /// `--lease-ttl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<DurationSetting>,
+    /// `--sweep-interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_interval: Option<DurationSetting>,
+    /// `--drain-timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<DurationSetting>,
+    /// `--retry-base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_base: Option<DurationSetting>,
+    /// `--chat-timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_timeout: Option<DurationSetting>,
+    /// `--listen-database-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_database_url: Option<String>,
+}
+
+impl std::fmt::Debug for WorkerFileSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerFileSettings")
+            .field("concurrency", &self.concurrency)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("queues", &self.queues)
+            .field("handlers_config", &self.handlers_config)
+            .field("create_accounts", &self.create_accounts)
+            .field("reconcile_interval", &self.reconcile_interval)
+            .field("bot_username", &self.bot_username)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("retry_base", &self.retry_base)
+            .field("chat_timeout", &self.chat_timeout)
+            .field(
+                "listen_database_url",
+                &self.listen_database_url.as_deref().map(redact_url),
+            )
+            .finish()
+    }
+}
+
+/// The longest duration any setting accepts. Far beyond any sensible value, and it keeps
+/// every later `Instant + duration` or interval arithmetic clear of overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// Parses a duration setting: a bare non-negative integer is seconds (what the flags took
+/// before, so existing scripts keep working), anything else a humantime string such as
+/// `30s`, `5m`, `1h 30m` or `500ms`. Never panics; the error says what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let hint = "use seconds (30) or a number with a unit (30s, 5m, 1h 30m, 500ms)";
+    if t.is_empty() {
+        return Err(format!("empty duration; {hint}"));
+    }
+    let d = if t.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = t
+            .parse()
+            .map_err(|_| format!("{t:?} is too large a number of seconds"))?;
+        Duration::from_secs(secs)
+    } else {
+        humantime::parse_duration(t).map_err(|e| format!("invalid duration {t:?} ({e}); {hint}"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {t:?} is longer than the maximum of 365 days"
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration from a flag, the environment or the config file (see `parse_duration`). In
+/// TOML it may be an integer (seconds) or a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationSetting(pub Duration);
+
+impl std::str::FromStr for DurationSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration(s).map(DurationSetting)
+    }
+}
+
+impl std::fmt::Display for DurationSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for DurationSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = DurationSetting;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of seconds or a duration string such as \"30s\" or \"5m\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::custom(format!("negative duration {v}"))),
+                }
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                parse_duration(v).map(DurationSetting).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Checks a resolved duration setting against its lower bound, naming the setting (flag and
+/// file key) in the refusal.
+pub fn check_min_duration(
+    name: &str,
+    d: Duration,
+    min: Duration,
+    why: &str,
+) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        d >= min,
+        "{name} = {} is too short: it must be at least {} ({why})",
+        humantime::format_duration(d),
+        humantime::format_duration(min)
+    );
+    Ok(d)
+}
+
+/// Reads a config file into `Settings` without the environment or flags (tests, and the
+/// file half of `Settings::load`).
+fn file_figment(path: &Path) -> anyhow::Result<Figment> {
+    anyhow::ensure!(
+        path.exists(),
+        "config file {} does not exist",
+        path.display()
+    );
+    Ok(Figment::from(Serialized::defaults(Settings::default())).merge(Toml::file(path)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +488,123 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("databse_url"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_seconds_or_humantime() {
+        let ok = |t: &str| parse_duration(t).expect(t);
+        assert_eq!(ok("30"), Duration::from_secs(30));
+        assert_eq!(ok(" 45 "), Duration::from_secs(45));
+        assert_eq!(ok("0"), Duration::ZERO);
+        assert_eq!(ok("30s"), Duration::from_secs(30));
+        assert_eq!(ok("5m"), Duration::from_secs(300));
+        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("365d"), MAX_DURATION);
+    }
+
+    #[test]
+    fn bad_durations_are_errors_not_panics() {
+        for bad in [
+            "",
+            "   ",
+            "abc",
+            "-5",
+            "1.5",
+            "5 parsecs",
+            "30 s s",
+            "366d",
+            "300000000d",
+            "99999999999999999999999",
+            "18446744073709551616s",
+            "213503982334602d",
+        ] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(
+                e.contains("seconds") || e.contains("maximum"),
+                "{bad:?}: unclear error {e}"
+            );
+        }
+        let e = parse_duration("5 parsecs").expect_err("unit");
+        assert!(
+            e.contains("30s, 5m"),
+            "the error shows what is accepted: {e}"
+        );
+    }
+
+    fn from_toml(text: &str) -> Result<Settings, String> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract::<Settings>()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn file_durations_take_integers_and_strings() {
+        let s =
+            from_toml("[worker]\nlease_ttl = 45\nsweep_interval = \"1m 30s\"\n").expect("parses");
+        assert_eq!(
+            s.worker.lease_ttl,
+            Some(DurationSetting(Duration::from_secs(45)))
+        );
+        assert_eq!(
+            s.worker.sweep_interval,
+            Some(DurationSetting(Duration::from_secs(90)))
+        );
+        for bad in [
+            "lease_ttl = -1",
+            "lease_ttl = 1.5",
+            "lease_ttl = \"soon\"",
+            "lease_ttl = true",
+        ] {
+            let e = from_toml(&format!("[worker]\n{bad}\n")).expect_err(bad);
+            assert!(e.contains("lease_ttl"), "{bad}: error names the key: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_every_section() {
+        for (text, key) in [
+            ("databse_url = \"postgres://x@y/z\"", "databse_url"),
+            ("[worker]\nconcurency = 4", "concurency"),
+            ("[wroker]\nconcurrency = 4", "wroker"),
+            ("log_format = \"xml\"", "log_format"),
+        ] {
+            let e = from_toml(text).expect_err(text);
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn log_format_can_come_from_the_file() {
+        use clap::Parser;
+        let path = std::env::temp_dir().join(format!(
+            "rcjobs-config-test-{}-logformat.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, "log_format = \"json\"\n").expect("write");
+        let cli = crate::cmd::Cli::try_parse_from([
+            "rcjobs",
+            "--config",
+            path.to_str().expect("utf-8"),
+            "status",
+        ])
+        .expect("parses");
+        let flag = crate::cmd::Cli::try_parse_from([
+            "rcjobs",
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--log-format",
+            "text",
+            "status",
+        ])
+        .expect("parses");
+        let from_file = cli.global.log_format();
+        let from_flag = flag.global.log_format();
+        let _ = std::fs::remove_file(&path);
+        if std::env::var_os("RCJOBS_LOG_FORMAT").is_none() {
+            assert_eq!(from_file, LogFormat::Json);
+        }
+        assert_eq!(from_flag, LogFormat::Text);
     }
 }

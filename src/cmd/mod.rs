@@ -69,7 +69,7 @@ pub fn init_logging(cli: &Cli) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    if global.log_format == config::LogFormat::Json {
+    if global.log_format() == config::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

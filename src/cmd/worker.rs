@@ -1,10 +1,11 @@
 //! `rcjobs worker`: runs the job handlers against Moodle and Rocket.Chat until SIGTERM or
 //! SIGINT, then drains (running jobs finish, prefetched ones go back to the queue).
 
-use super::config::Settings;
+use super::config::{check_min_duration, DurationSetting, Settings, WorkerFileSettings};
 use anyhow::Context;
 use clap::Args;
 use rcjobs_metrics::{Metrics, MetricsConfig};
+use rcjobs_queue::RetryPolicy;
 use rcjobs_rocketchat::{
     Auth, RequestObserver, RocketChatBackend, RocketChatClient, RocketChatConfig, Secret,
 };
@@ -16,67 +17,210 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `rcjobs worker` arguments.
+/// `rcjobs worker` arguments. Each has a key of the same name in the config file's `[worker]`
+/// section; a flag (or its environment variable) wins over the file, the file over the
+/// built-in default. So no flag carries a clap default: an absent flag must be told apart
+/// from one that repeats the default. Durations take seconds (`30`) or humantime (`30s`,
+/// `5m`, `1h 30m`).
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Jobs run at once by this process.
-    #[arg(long, default_value_t = 16, env = "RCJOBS_CONCURRENCY")]
-    pub concurrency: usize,
-    /// Where to serve /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:9187", env = "RCJOBS_METRICS_ADDR")]
-    pub metrics_addr: SocketAddr,
-    /// Queues to serve (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "default",
-        env = "RCJOBS_QUEUES"
-    )]
-    pub queues: Vec<String>,
+    /// Jobs run at once by this process [default: 16].
+    #[arg(long, env = "RCJOBS_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Where to serve /metrics, /healthz and /readyz [default: 0.0.0.0:9187].
+    #[arg(long, env = "RCJOBS_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Queues to serve (comma-separated) [default: default].
+    #[arg(long, value_delimiter = ',', env = "RCJOBS_QUEUES")]
+    pub queues: Option<Vec<String>>,
     /// Handler settings (TOML: create_accounts, username_rules, naming, rate_limit,
     /// reconcile_interval_secs, ...; see docs/handlers.md).
     #[arg(long, value_name = "FILE", env = "RCJOBS_HANDLERS_CONFIG")]
     pub handlers_config: Option<PathBuf>,
-    /// Create chat accounts for Moodle users who have none (overrides the file).
-    #[arg(long, env = "RCJOBS_CREATE_ACCOUNTS")]
-    pub create_accounts: bool,
-    /// Seconds between periodic reconciles of every room (0 = off; overrides the file).
-    #[arg(long, env = "RCJOBS_RECONCILE_INTERVAL")]
-    pub reconcile_interval: Option<u64>,
+    /// Create chat accounts for Moodle users who have none (overrides the handlers file;
+    /// `--create-accounts=false` turns it off).
+    #[arg(
+        long,
+        env = "RCJOBS_CREATE_ACCOUNTS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub create_accounts: Option<bool>,
+    /// Time between periodic reconciles of every room, whole seconds (0 = off; overrides the
+    /// handlers file) [default: 1h].
+    #[arg(long, value_name = "DURATION", env = "RCJOBS_RECONCILE_INTERVAL")]
+    pub reconcile_interval: Option<DurationSetting>,
     /// The bot's Rocket.Chat username (default: asked from the server).
     #[arg(long, env = "ROCKETCHAT_BOT_USERNAME")]
     pub bot_username: Option<String>,
-    /// Seconds a claimed job stays leased without a heartbeat before another worker may take
-    /// it over (crash recovery ≤ lease TTL + sweep interval).
-    #[arg(long, value_name = "SECS", env = "RCJOBS_LEASE_TTL")]
-    pub lease_ttl: Option<u64>,
-    /// Seconds between sweeps for expired leases.
-    #[arg(long, value_name = "SECS", env = "RCJOBS_SWEEP_INTERVAL")]
-    pub sweep_interval: Option<u64>,
-    /// Seconds running jobs get to finish after SIGTERM before they are handed back
-    /// (keep below the orchestrator's termination grace period).
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 30,
-        env = "RCJOBS_DRAIN_TIMEOUT"
-    )]
-    pub drain_timeout: u64,
-    /// Delay before the first retry of a failed job, doubling per attempt (Moodle's: 60).
-    #[arg(long, value_name = "SECS", env = "RCJOBS_RETRY_BASE")]
-    pub retry_base: Option<u64>,
-    /// Rocket.Chat request timeout in seconds.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 30,
-        env = "ROCKETCHAT_TIMEOUT"
-    )]
-    pub chat_timeout: u64,
+    /// How long a claimed job stays leased without a heartbeat before another worker may
+    /// take it over (crash recovery ≤ lease TTL + sweep interval) [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "RCJOBS_LEASE_TTL")]
+    pub lease_ttl: Option<DurationSetting>,
+    /// Time between sweeps for expired leases [default: 2s].
+    #[arg(long, value_name = "DURATION", env = "RCJOBS_SWEEP_INTERVAL")]
+    pub sweep_interval: Option<DurationSetting>,
+    /// Time running jobs get to finish after SIGTERM before they are handed back (keep below
+    /// the orchestrator's termination grace period; 0 = hand back at once) [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "RCJOBS_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<DurationSetting>,
+    /// Delay before the first retry of a failed job, doubling per attempt up to 24 h
+    /// [default: 60s, Moodle's].
+    #[arg(long, value_name = "DURATION", env = "RCJOBS_RETRY_BASE")]
+    pub retry_base: Option<DurationSetting>,
+    /// Rocket.Chat request timeout [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "ROCKETCHAT_TIMEOUT")]
+    pub chat_timeout: Option<DurationSetting>,
     /// A direct database URL for the LISTEN connection when `DATABASE_URL` goes through a
     /// transaction-pooling PgBouncer (LISTEN needs a session of its own).
     #[arg(long, value_name = "URL", env = "DATABASE_LISTEN_URL")]
     pub listen_database_url: Option<String>,
+}
+
+/// The worker's settings after flags, environment, config file and defaults are merged and
+/// checked. `None` leaves the queue runtime's or the handlers file's own default in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerOptions {
+    /// Jobs run at once (≥ 1).
+    pub concurrency: usize,
+    /// Metrics and health address.
+    pub metrics_addr: SocketAddr,
+    /// Queues served (at least one).
+    pub queues: Vec<String>,
+    /// Handler settings file.
+    pub handlers_config: Option<PathBuf>,
+    /// Overrides the handlers file's `create_accounts`.
+    pub create_accounts: Option<bool>,
+    /// Overrides the handlers file's `reconcile_interval_secs` (0 = off).
+    pub reconcile_interval_secs: Option<u64>,
+    /// Bot username.
+    pub bot_username: Option<String>,
+    /// Lease TTL.
+    pub lease_ttl: Option<Duration>,
+    /// Sweep period.
+    pub sweep_interval: Option<Duration>,
+    /// Drain deadline.
+    pub drain_timeout: Duration,
+    /// First retry delay.
+    pub retry_base: Option<Duration>,
+    /// Chat request timeout.
+    pub chat_timeout: Duration,
+    /// Direct URL for LISTEN and migrations.
+    pub listen_database_url: Option<String>,
+}
+
+/// Default `--concurrency`.
+const DEFAULT_CONCURRENCY: usize = 16;
+/// Default `--metrics-addr`.
+const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9187);
+/// Default `--drain-timeout`.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--chat-timeout`.
+const DEFAULT_CHAT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl WorkerArgs {
+    /// Merges the flags (and their environment variables) over the config file's `[worker]`
+    /// section and the defaults, and refuses values the runtime cannot work with.
+    pub fn resolve(self, file: &WorkerFileSettings) -> anyhow::Result<WorkerOptions> {
+        let dur =
+            |flag: Option<DurationSetting>, key: Option<DurationSetting>| flag.or(key).map(|d| d.0);
+        let concurrency = self
+            .concurrency
+            .or(file.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY);
+        anyhow::ensure!(
+            concurrency > 0,
+            "concurrency (--concurrency, [worker] concurrency) must be at least 1"
+        );
+        let queues = self
+            .queues
+            .or_else(|| file.queues.clone())
+            .unwrap_or_else(|| vec!["default".into()]);
+        anyhow::ensure!(
+            !queues.is_empty() && queues.iter().all(|q| !q.trim().is_empty()),
+            "queues (--queues, [worker] queues) must name at least one queue, none empty"
+        );
+        // The handlers keep the interval in whole seconds; a fraction would be cut silently.
+        let reconcile_interval_secs = match dur(self.reconcile_interval, file.reconcile_interval) {
+            Some(d) => {
+                anyhow::ensure!(
+                    d.subsec_nanos() == 0,
+                    "reconcile interval (--reconcile-interval, [worker] reconcile_interval) = {}                      must be whole seconds (0 = off)",
+                    humantime::format_duration(d)
+                );
+                Some(d.as_secs())
+            }
+            None => None,
+        };
+        let lease_ttl = dur(self.lease_ttl, file.lease_ttl)
+            .map(|d| {
+                check_min_duration(
+                    "lease TTL (--lease-ttl, [worker] lease_ttl)",
+                    d,
+                    Duration::from_secs(1),
+                    "the heartbeat renews leases every third of it",
+                )
+            })
+            .transpose()?;
+        let sweep_interval = dur(self.sweep_interval, file.sweep_interval)
+            .map(|d| {
+                check_min_duration(
+                    "sweep interval (--sweep-interval, [worker] sweep_interval)",
+                    d,
+                    Duration::from_millis(100),
+                    "a shorter one keeps the database busy with sweeps",
+                )
+            })
+            .transpose()?;
+        let retry_base = dur(self.retry_base, file.retry_base)
+            .map(|d| {
+                anyhow::ensure!(
+                    d <= RetryPolicy::default().cap,
+                    "retry base (--retry-base, [worker] retry_base) = {} is longer than the                      retry cap of {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(RetryPolicy::default().cap)
+                );
+                check_min_duration(
+                    "retry base (--retry-base, [worker] retry_base)",
+                    d,
+                    Duration::from_secs(1),
+                    "a failing job would be retried in a tight loop",
+                )
+            })
+            .transpose()?;
+        let chat_timeout = check_min_duration(
+            "chat timeout (--chat-timeout, [worker] chat_timeout)",
+            dur(self.chat_timeout, file.chat_timeout).unwrap_or(DEFAULT_CHAT_TIMEOUT),
+            Duration::from_secs(1),
+            "every Rocket.Chat request would time out",
+        )?;
+        Ok(WorkerOptions {
+            concurrency,
+            metrics_addr: self
+                .metrics_addr
+                .or(file.metrics_addr)
+                .unwrap_or(DEFAULT_METRICS_ADDR),
+            queues,
+            handlers_config: self
+                .handlers_config
+                .or_else(|| file.handlers_config.clone()),
+            create_accounts: self.create_accounts.or(file.create_accounts),
+            reconcile_interval_secs,
+            bot_username: self.bot_username.or_else(|| file.bot_username.clone()),
+            lease_ttl,
+            sweep_interval,
+            drain_timeout: dur(self.drain_timeout, file.drain_timeout)
+                .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            retry_base,
+            chat_timeout,
+            listen_database_url: self
+                .listen_database_url
+                .or_else(|| file.listen_database_url.clone()),
+        })
+    }
 }
 
 /// `/readyz`: not draining, and the queue database answers a trivial query.
@@ -113,7 +257,7 @@ impl RequestObserver for ChatMetrics {
     }
 }
 
-fn handler_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
+fn handler_config(a: &WorkerOptions) -> anyhow::Result<WorkerConfig> {
     let mut cfg = match &a.handlers_config {
         Some(path) => {
             use figment::providers::Format;
@@ -128,10 +272,10 @@ fn handler_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
         }
         None => WorkerConfig::default(),
     };
-    if a.create_accounts {
-        cfg.create_accounts = true;
+    if let Some(on) = a.create_accounts {
+        cfg.create_accounts = on;
     }
-    if let Some(i) = a.reconcile_interval {
+    if let Some(i) = a.reconcile_interval_secs {
         cfg.reconcile_interval_secs = i;
     }
     if let Some(q) = a.queues.first() {
@@ -164,7 +308,7 @@ async fn shutdown_signal() {
 
 /// Runs `rcjobs worker`.
 pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.concurrency > 0, "--concurrency must be at least 1");
+    let a = a.resolve(&s.worker)?;
     let cfg = handler_config(&a)?;
     let url = s
         .rocketchat_url
@@ -236,7 +380,7 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
         },
     );
     rc.bot_username = a.bot_username.clone();
-    rc.request_timeout = Duration::from_secs(a.chat_timeout);
+    rc.request_timeout = a.chat_timeout;
     let client = RocketChatClient::builder(rc)
         .observer(Arc::new(ChatMetrics(metrics.clone())))
         .gate(gate)
@@ -257,18 +401,18 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
     let mut builder = rcjobs_queue::Worker::builder(pool.clone())
         .concurrency(a.concurrency)
         .queues(a.queues.clone())
-        .shutdown_timeout(Duration::from_secs(a.drain_timeout))
+        .shutdown_timeout(a.drain_timeout)
         .hooks(Arc::new(MetricsHooks::new(metrics.clone())));
     if let Some(ttl) = a.lease_ttl {
-        builder = builder.lease_ttl(Duration::from_secs(ttl));
+        builder = builder.lease_ttl(ttl);
     }
     if let Some(every) = a.sweep_interval {
-        builder = builder.sweep_interval(Duration::from_secs(every));
+        builder = builder.sweep_interval(every);
     }
     if let Some(base) = a.retry_base {
-        builder = builder.retry_policy(rcjobs_queue::RetryPolicy {
-            base: Duration::from_secs(base),
-            ..rcjobs_queue::RetryPolicy::default()
+        builder = builder.retry_policy(RetryPolicy {
+            base,
+            ..RetryPolicy::default()
         });
     }
     if let Some(url) = &a.listen_database_url {
@@ -339,5 +483,190 @@ mod tests {
             "two replicas leave half of max_connections = 100"
         );
         assert_eq!(pool_sizes(1), (7, 3));
+    }
+
+    use super::{WorkerArgs, WorkerOptions};
+    use crate::cmd::config::Settings;
+    use crate::cmd::{Cli, Command};
+    use clap::Parser;
+    use std::time::Duration;
+
+    /// Writes `toml` to a file of its own, parses `rcjobs --config FILE worker ARGS...`, loads
+    /// the settings the way `rcjobs` does and resolves the worker's options.
+    fn resolve(name: &str, toml: &str, args: &[&str]) -> anyhow::Result<WorkerOptions> {
+        let path = std::env::temp_dir().join(format!(
+            "rcjobs-worker-config-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, toml)?;
+        let mut argv = vec![
+            "rcjobs",
+            "--config",
+            path.to_str().unwrap_or_default(),
+            "worker",
+        ];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv);
+        let loaded = cli
+            .map_err(anyhow::Error::from)
+            .and_then(|cli| Ok((Settings::load(&cli.global)?, cli.command)));
+        let _ = std::fs::remove_file(&path);
+        let (settings, command) = loaded?;
+        let Command::Worker(a) = command else {
+            anyhow::bail!("not the worker command");
+        };
+        a.resolve(&settings.worker)
+    }
+
+    const FILE: &str = r#"
+        [worker]
+        concurrency = 3
+        queues = ["sync", "bulk"]
+        metrics_addr = "127.0.0.1:9999"
+        create_accounts = true
+        reconcile_interval = "1h 30m"
+        bot_username = "sync-bot"
+        lease_ttl = "45s"
+        sweep_interval = 5
+        drain_timeout = "1m"
+        retry_base = "2m"
+        chat_timeout = "10s"
+        listen_database_url = "postgres://rc@db:5432/rcjobs"
+        handlers_config = "/etc/rcjobs/handlers.toml"
+    "#;
+
+    #[test]
+    fn every_worker_setting_can_come_from_the_file() {
+        let o = resolve("file", FILE, &[]).expect("resolves");
+        assert_eq!(o.concurrency, 3);
+        assert_eq!(o.queues, ["sync", "bulk"]);
+        assert_eq!(o.metrics_addr.to_string(), "127.0.0.1:9999");
+        assert_eq!(o.create_accounts, Some(true));
+        assert_eq!(o.reconcile_interval_secs, Some(5400));
+        assert_eq!(o.bot_username.as_deref(), Some("sync-bot"));
+        assert_eq!(o.lease_ttl, Some(Duration::from_secs(45)));
+        assert_eq!(o.sweep_interval, Some(Duration::from_secs(5)));
+        assert_eq!(o.drain_timeout, Duration::from_secs(60));
+        assert_eq!(o.retry_base, Some(Duration::from_secs(120)));
+        assert_eq!(o.chat_timeout, Duration::from_secs(10));
+        assert_eq!(
+            o.listen_database_url.as_deref(),
+            Some("postgres://rc@db:5432/rcjobs")
+        );
+        assert_eq!(
+            o.handlers_config.as_deref(),
+            Some(std::path::Path::new("/etc/rcjobs/handlers.toml"))
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let o = resolve(
+            "flags",
+            FILE,
+            &[
+                "--concurrency",
+                "8",
+                "--queues",
+                "x,y",
+                "--lease-ttl",
+                "20",
+                "--drain-timeout",
+                "0",
+                "--retry-base",
+                "5",
+                "--chat-timeout",
+                "2m",
+                "--reconcile-interval",
+                "0",
+                "--create-accounts=false",
+            ],
+        )
+        .expect("resolves");
+        assert_eq!(o.concurrency, 8);
+        assert_eq!(o.queues, ["x", "y"]);
+        assert_eq!(o.lease_ttl, Some(Duration::from_secs(20)));
+        assert_eq!(o.drain_timeout, Duration::ZERO, "0 = hand back at once");
+        assert_eq!(o.retry_base, Some(Duration::from_secs(5)));
+        assert_eq!(o.chat_timeout, Duration::from_secs(120));
+        assert_eq!(o.reconcile_interval_secs, Some(0), "0 still means off");
+        assert_eq!(o.create_accounts, Some(false));
+        // Not given as flags: still the file's.
+        assert_eq!(o.sweep_interval, Some(Duration::from_secs(5)));
+        assert_eq!(o.bot_username.as_deref(), Some("sync-bot"));
+        let on = resolve("flag-bare", "", &["--create-accounts"]).expect("resolves");
+        assert_eq!(on.create_accounts, Some(true));
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_file() {
+        let o = resolve("defaults", "", &[]).expect("resolves");
+        assert_eq!(o.concurrency, 16);
+        assert_eq!(o.queues, ["default"]);
+        assert_eq!(o.metrics_addr.to_string(), "0.0.0.0:9187");
+        assert_eq!(o.drain_timeout, Duration::from_secs(30));
+        assert_eq!(o.chat_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (o.lease_ttl, o.sweep_interval, o.retry_base),
+            (None, None, None),
+            "the queue runtime keeps its own defaults"
+        );
+        assert_eq!((o.create_accounts, o.reconcile_interval_secs), (None, None));
+    }
+
+    #[test]
+    fn unknown_worker_keys_and_bad_values_are_refused() {
+        let e = |toml: &str, args: &[&str]| {
+            format!(
+                "{:#}",
+                resolve("bad", toml, args).expect_err("must be refused")
+            )
+        };
+        let msg = e("[worker]\nconcurency = 4\n", &[]);
+        assert!(msg.contains("concurency"), "{msg}");
+        let msg = e("[wroker]\nconcurrency = 4\n", &[]);
+        assert!(msg.contains("wroker"), "{msg}");
+        let msg = e("", &["--lease-ttl", "soon"]);
+        assert!(msg.contains("soon") && msg.contains("30s"), "{msg}");
+        let msg = e("[worker]\nlease_ttl = \"0s\"\n", &[]);
+        assert!(
+            msg.contains("lease_ttl") && msg.contains("at least 1s"),
+            "{msg}"
+        );
+        let msg = e("", &["--sweep-interval", "0"]);
+        assert!(msg.contains("--sweep-interval"), "{msg}");
+        let msg = e("", &["--retry-base", "0"]);
+        assert!(msg.contains("tight loop"), "{msg}");
+        let msg = e("", &["--retry-base", "2d"]);
+        assert!(msg.contains("retry cap"), "{msg}");
+        let msg = e("", &["--chat-timeout", "0"]);
+        assert!(msg.contains("chat timeout"), "{msg}");
+        let msg = e("", &["--reconcile-interval", "1500ms"]);
+        assert!(msg.contains("whole seconds"), "{msg}");
+        let msg = e("[worker]\nconcurrency = 0\n", &[]);
+        assert!(msg.contains("at least 1"), "{msg}");
+    }
+
+    #[test]
+    fn worker_args_have_no_clap_defaults() {
+        // A clap default would hide the file's value: absent must stay absent.
+        let cli = Cli::try_parse_from(["rcjobs", "worker"]).expect("parses");
+        let Command::Worker(WorkerArgs {
+            concurrency,
+            drain_timeout,
+            chat_timeout,
+            metrics_addr,
+            queues,
+            ..
+        }) = cli.command
+        else {
+            panic!("worker");
+        };
+        if std::env::var_os("RCJOBS_CONCURRENCY").is_none() {
+            assert_eq!(concurrency, None);
+        }
+        assert!(drain_timeout.is_none() && chat_timeout.is_none());
+        assert!(metrics_addr.is_none() || std::env::var_os("RCJOBS_METRICS_ADDR").is_some());
+        assert!(queues.is_none() || std::env::var_os("RCJOBS_QUEUES").is_some());
     }
 }
