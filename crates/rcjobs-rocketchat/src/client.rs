@@ -400,6 +400,12 @@ impl RocketChatClient {
             } else {
                 None
             };
+            // A 429 may have landed on another task of this client while this one waited in
+            // the gate or for a login: re-check right before sending, so a call already past
+            // the gate does not follow the 429 out (issue 14).
+            if self.paused_until(endpoint).is_some() {
+                continue;
+            }
             let mut request = self.inner.http.request(call.method.clone(), url.clone());
             if !call.query.is_empty() {
                 request = request.query(&call.query);
@@ -517,20 +523,22 @@ impl RocketChatClient {
         self.inner.gate.pause(endpoint, until).await;
     }
 
+    /// The end of a known exhausted window of `endpoint`, if it has not passed.
+    fn paused_until(&self, endpoint: &'static str) -> Option<DateTime<Utc>> {
+        let mut paused = self.inner.paused.lock().unwrap_or_else(|p| p.into_inner());
+        match paused.get(endpoint) {
+            Some(u) if *u > Utc::now() => Some(*u),
+            Some(_) => {
+                paused.remove(endpoint);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Waits out a known exhausted window, or fails fast if it is longer than allowed.
     async fn wait_for_window(&self, endpoint: &'static str) -> RcResult<()> {
-        let until = {
-            let mut paused = self.inner.paused.lock().unwrap_or_else(|p| p.into_inner());
-            match paused.get(endpoint) {
-                Some(u) if *u > Utc::now() => Some(*u),
-                Some(_) => {
-                    paused.remove(endpoint);
-                    None
-                }
-                None => None,
-            }
-        };
-        let Some(until) = until else {
+        let Some(until) = self.paused_until(endpoint) else {
             return Ok(());
         };
         let wait = error::until(until);

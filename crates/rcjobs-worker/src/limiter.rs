@@ -10,10 +10,17 @@
 //! `paused_until` (from `X-RateLimit-Reset`) and resets the window, so after the pause the
 //! next window is aligned with the server's: no request beyond the limit after the first
 //! 429. Routes without a configured budget (the bot role bypasses the server's limiter)
-//! only honour pauses, re-read at most every `pause_refresh`.
+//! only honour pauses.
 //!
-//! Database trouble never blocks chat calls: the gate then fails open (logged) and the
-//! server's own 429 handling remains the backstop.
+//! Every grant re-reads the shared pause (`pause_refresh_ms = 0`, the default), so a 429
+//! seen by one replica stops the others from the moment it is committed, not up to a cache
+//! period later: with the old 500 ms cache, requests kept leaving the other replicas after
+//! the first 429 (issue 14). The cost is one primary-key read per chat call; a positive
+//! `pause_refresh_ms` trades that strictness for fewer reads.
+//!
+//! Database trouble never blocks chat calls for long: every gate query is bounded by
+//! `db_timeout_ms`, after which the gate fails open (logged) and the server's own 429
+//! handling remains the backstop.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -45,8 +52,12 @@ pub struct RateLimitConfig {
     pub lease_batch: u32,
     /// Added to each window to absorb clock and network skew (milliseconds).
     pub margin_ms: u64,
-    /// How often an unbudgeted route re-reads its shared pause (milliseconds).
+    /// How long a known "no pause" answer is trusted before the shared pause is read again
+    /// (milliseconds). 0 = read it before every request, which is what keeps a 429 on one
+    /// replica from being followed by requests from another.
     pub pause_refresh_ms: u64,
+    /// Longest wait for one limiter query before failing open (milliseconds).
+    pub db_timeout_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -56,7 +67,8 @@ impl Default for RateLimitConfig {
             per_route: HashMap::new(),
             lease_batch: 5,
             margin_ms: 300,
-            pause_refresh_ms: 500,
+            pause_refresh_ms: 0,
+            db_timeout_ms: 2000,
         }
     }
 }
@@ -170,6 +182,18 @@ impl PgRequestGate {
         })
     }
 
+    /// Bounds a limiter query by `db_timeout_ms`: a stalled database must not hold every
+    /// chat call (the caller fails open on the error).
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        let limit = Duration::from_millis(self.cfg.db_timeout_ms.max(1));
+        tokio::time::timeout(limit, f)
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
     async fn shared_pause(&self, route: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
         let p: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
             "SELECT paused_until FROM rcjobs_sync.rate_window WHERE route = $1 AND paused_until > clock_timestamp()",
@@ -185,63 +209,69 @@ impl PgRequestGate {
 impl RequestGate for PgRequestGate {
     async fn acquire(&self, route: &str) {
         let limit = self.cfg.limit_for(route);
+        let refresh = Duration::from_millis(self.cfg.pause_refresh_ms);
         loop {
             let now = Utc::now();
-            // 1. A pause we already know about.
+            // 1. A pause we already know about (ours, or one read from the table).
             let paused = self.with_local(route, |l| l.paused_until.filter(|p| *p > now));
             if let Some(p) = paused {
                 tokio::time::sleep(until_now(p)).await;
                 continue;
             }
-            match limit {
-                None => {
-                    let refresh = Duration::from_millis(self.cfg.pause_refresh_ms);
-                    let stale = self
-                        .with_local(route, |l| l.checked.is_none_or(|c| c.elapsed() >= refresh));
-                    if !stale {
-                        return;
+            // 2. A pause another replica may have recorded since we last looked. Read
+            //    before every grant (by default), local tokens included: tokens leased
+            //    before another replica's 429 must not go out during its pause.
+            let stale = self.with_local(route, |l| {
+                refresh.is_zero() || l.checked.is_none_or(|c| c.elapsed() >= refresh)
+            });
+            if stale {
+                match self.bounded(self.shared_pause(route)).await {
+                    Ok(Some(p)) => {
+                        self.with_local(route, |l| {
+                            l.paused_until = Some(p);
+                            l.tokens = 0;
+                            l.window_end = None;
+                        });
+                        continue;
                     }
-                    match self.shared_pause(route).await {
-                        Ok(p) => self.with_local(route, |l| {
-                            l.paused_until = p;
-                            l.checked = Some(Instant::now());
-                        }),
-                        Err(e) => {
-                            tracing::warn!(route, error = %e, "rate limiter: cannot read shared pause; proceeding");
-                            self.with_local(route, |l| l.checked = Some(Instant::now()));
+                    Ok(None) => self.with_local(route, |l| l.checked = Some(Instant::now())),
+                    Err(e) => {
+                        tracing::warn!(route, error = %e, "rate limiter: cannot read shared pause; proceeding");
+                        self.with_local(route, |l| l.checked = Some(Instant::now()));
+                        if limit.is_none() {
                             return;
                         }
                     }
                 }
-                Some(limit) => {
-                    let took = self.with_local(route, |l| {
-                        if l.tokens > 0 && l.window_end.is_some_and(|e| e > now) {
-                            l.tokens -= 1;
-                            true
-                        } else {
-                            false
-                        }
+            }
+            // 3. The budget, if the route has one.
+            let Some(limit) = limit else {
+                return;
+            };
+            let took = self.with_local(route, |l| {
+                if l.tokens > 0 && l.window_end.is_some_and(|e| e > now) {
+                    l.tokens -= 1;
+                    true
+                } else {
+                    false
+                }
+            });
+            if took {
+                return;
+            }
+            match self.bounded(self.lease(route, limit)).await {
+                Ok(Lease::Granted { tokens, window_end }) => {
+                    self.with_local(route, |l| {
+                        l.tokens = tokens - 1;
+                        l.window_end = Some(window_end);
                     });
-                    if took {
-                        return;
-                    }
-                    match self.lease(route, limit).await {
-                        Ok(Lease::Granted { tokens, window_end }) => {
-                            self.with_local(route, |l| {
-                                l.tokens = tokens - 1;
-                                l.window_end = Some(window_end);
-                            });
-                            return;
-                        }
-                        Ok(Lease::WaitUntil(t)) => tokio::time::sleep(until_now(t)).await,
-                        Ok(Lease::Paused(t)) => {
-                            self.with_local(route, |l| l.paused_until = Some(t))
-                        }
-                        Err(e) => {
-                            tracing::warn!(route, error = %e, "rate limiter: cannot lease tokens; proceeding");
-                            return;
-                        }
-                    }
+                    return;
+                }
+                Ok(Lease::WaitUntil(t)) => tokio::time::sleep(until_now(t)).await,
+                Ok(Lease::Paused(t)) => self.with_local(route, |l| l.paused_until = Some(t)),
+                Err(e) => {
+                    tracing::warn!(route, error = %e, "rate limiter: cannot lease tokens; proceeding");
+                    return;
                 }
             }
         }
@@ -255,7 +285,9 @@ impl RequestGate for PgRequestGate {
         });
         // The server's next window starts with the first call after the reset: start ours
         // then too ('-infinity' = "starts at the next lease").
-        let r = sqlx::query(
+        // Awaited before the caller goes on (the client's 429 path retries only after this
+        // returns), so the pause is in the shared table before this replica sends again.
+        let r = self.bounded(sqlx::query(
             "INSERT INTO rcjobs_sync.rate_window (route, window_start, used, paused_until)
              VALUES ($1, '-infinity', 0, $2)
              ON CONFLICT (route) DO UPDATE
@@ -264,7 +296,7 @@ impl RequestGate for PgRequestGate {
         )
         .bind(route)
         .bind(until)
-        .execute(&self.pool)
+        .execute(&self.pool))
         .await;
         if let Err(e) = r {
             tracing::warn!(route, error = %e, "rate limiter: cannot share pause");
