@@ -46,6 +46,12 @@ pub enum HandlerError {
     /// reason is recorded in `rcjobs_sync.outcome` where it concerns a room.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// A database blip (connection lost, server restarting, serialization failure or
+    /// deadlock): worth re-running the job after a short wait rather than the durable
+    /// backoff. [`crate::runtime::SyncHandler`] re-runs it a few times in place and only
+    /// then turns it into a [`HandlerError::Retryable`] (docs/decisions/0008).
+    #[error("transient database error: {0}")]
+    TransientDb(String),
     /// Rate limited: run again at `until` without using an attempt.
     #[error("snoozed until {until}: {reason}")]
     Snooze {
@@ -56,9 +62,32 @@ pub enum HandlerError {
     },
 }
 
+/// Whether a database error is a blip that a short wait can ride out: the connection was
+/// lost or refused (a restart, a failover, `pg_terminate_backend`), the pool found no
+/// connection in time, or the server asked for a retry (SQLSTATE class 08, 57P admin
+/// shutdown / crash, 40001 serialization failure, 40P01 deadlock). The same classes as
+/// `rcjobs_queue::QueueError::is_transient`; decode, constraint or SQL errors are not.
+pub fn is_transient_db(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+        }),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        HandlerError::Retryable(format!("queue database: {e}"))
+        if is_transient_db(&e) {
+            HandlerError::TransientDb(format!("queue database: {e}"))
+        } else {
+            HandlerError::Retryable(format!("queue database: {e}"))
+        }
     }
 }
 
@@ -68,6 +97,9 @@ impl From<MoodleError> for HandlerError {
             MoodleError::InvalidPrefix(_) | MoodleError::Invalid(_) => {
                 HandlerError::Permanent(e.to_string())
             }
+            MoodleError::Db(ref db) if is_transient_db(db) => {
+                HandlerError::TransientDb(e.to_string())
+            }
             other => HandlerError::Retryable(other.to_string()),
         }
     }
@@ -76,6 +108,11 @@ impl From<MoodleError> for HandlerError {
 impl From<EnqueueError> for HandlerError {
     fn from(e: EnqueueError) -> Self {
         match e {
+            EnqueueError::Queue(rcjobs_queue::QueueError::Database(ref db))
+                if is_transient_db(db) =>
+            {
+                HandlerError::TransientDb(format!("enqueue follow-up jobs: {db}"))
+            }
             EnqueueError::Queue(q) if !matches!(q, rcjobs_queue::QueueError::Rejected(_)) => {
                 HandlerError::Retryable(format!("enqueue follow-up jobs: {q}"))
             }

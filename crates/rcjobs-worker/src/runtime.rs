@@ -1,6 +1,7 @@
 //! Wiring into the queue runtime: one [`JobHandler`] for every kind, queue hooks feeding
 //! Prometheus, the queue-stats sampler and the periodic `reconcile_all` scheduler.
 
+use crate::chat_retry::CallRetry;
 use crate::engine::{Engine, HandlerError, JobInfo};
 use crate::handlers::next_period_start;
 use async_trait::async_trait;
@@ -17,22 +18,54 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// The queue handler for every rcjobs kind: parses, runs the [`Engine`], maps errors.
+///
+/// This is the one place that decides what a handler error means for the job: a database
+/// blip ([`HandlerError::TransientDb`]) re-runs the job in place after a short, capped,
+/// jittered wait; once those waits are used up it becomes a durable retry like any
+/// [`HandlerError::Retryable`] (docs/decisions/0008-transient-database-errors.md).
 #[derive(Debug, Clone)]
 pub struct SyncHandler {
     engine: Arc<Engine>,
+    db_retry: CallRetry,
+}
+
+/// The in-place re-runs after a database blip: about 0.5, 1, 2 and 4 s (jittered to
+/// 50-150 %, at most 5 s each), so a Postgres restart or a killed connection costs seconds,
+/// while a longer outage still reaches the queue's durable backoff after about 8 s.
+pub fn default_db_retry() -> CallRetry {
+    CallRetry {
+        delays: vec![
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(4),
+        ],
+        max_delay: Duration::from_secs(5),
+    }
 }
 
 impl SyncHandler {
     /// A handler on `engine`.
     pub fn new(engine: Arc<Engine>) -> SyncHandler {
-        SyncHandler { engine }
+        SyncHandler {
+            engine,
+            db_retry: default_db_retry(),
+        }
+    }
+
+    /// Replaces the in-place re-runs after a database blip ([`CallRetry::none`] = straight
+    /// to the durable backoff).
+    pub fn with_db_retry(mut self, db_retry: CallRetry) -> SyncHandler {
+        self.db_retry = db_retry;
+        self
     }
 }
 
 impl From<HandlerError> for JobError {
     fn from(e: HandlerError) -> JobError {
         match e {
-            HandlerError::Retryable(m) => JobError::Retryable(m),
+            // Reached only once the in-place re-runs are used up: the outage is not a blip.
+            HandlerError::Retryable(m) | HandlerError::TransientDb(m) => JobError::Retryable(m),
             HandlerError::Permanent(m) => JobError::Permanent(m),
             HandlerError::Snooze { until, reason } => JobError::Snooze { until, reason },
         }
@@ -50,16 +83,35 @@ impl JobHandler for SyncHandler {
             enqueued_at: job.enqueued_at,
         };
         let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempt);
-        let work = self.engine.handle(&info, &job.payload);
-        let result = async {
-            tokio::select! {
-                r = work => r,
-                // Another worker owns the job now: stop touching the room at once.
-                () = job.lease_lost() => Err(HandlerError::Retryable("lease lost; stopped".into())),
+        let lost = || HandlerError::Retryable("lease lost; stopped".into());
+        let mut reruns = 0;
+        let result = loop {
+            let work = self.engine.handle(&info, &job.payload);
+            let r = async {
+                tokio::select! {
+                    r = work => r,
+                    // Another worker owns the job now: stop touching the room at once.
+                    () = job.lease_lost() => Err(lost()),
+                }
             }
-        }
-        .instrument(span.clone())
-        .await;
+            .instrument(span.clone())
+            .await;
+            // A database blip: handlers are idempotent re-plans, so running the job again
+            // in a moment is what the durable retry would do, minus the attempt and the
+            // 60 s backoff. Bounded, so a real outage still ends in the durable backoff.
+            let Err(HandlerError::TransientDb(m)) = r else {
+                break r;
+            };
+            let Some(wait) = self.db_retry.delay(reruns) else {
+                break Err(HandlerError::TransientDb(m));
+            };
+            reruns += 1;
+            tracing::info!(parent: &span, error = %m, rerun = reruns, ?wait, "database blip; running the job again shortly");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = job.lease_lost() => break Err(lost()),
+            }
+        };
         let _g = span.enter();
         match result {
             Ok(summary) => {
