@@ -648,6 +648,44 @@ async fn every_captured_table_write_reaches_the_chat() {
     ctx.settle("user delete").await;
     assert_eq!(ctx.rooms_of(&user), 0, "deleted user in no room");
 
+    // tool_recyclebin_category: a whole course is deleted to the category bin (its item is
+    // written first, then delete_course removes the activities). Its rooms are archived at
+    // once, not left writable with every former member.
+    let course: i64 = sqlx::query_scalar("SELECT course FROM mdl_course_modules WHERE id = $1")
+        .bind(restored_cm)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO mdl_tool_recyclebin_category (categoryid, shortname, fullname, timecreated)
+         SELECT c.category, c.shortname, c.fullname, $2 FROM mdl_course c WHERE c.id = $1",
+    )
+    .bind(course)
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    ctx.exec(
+        "DELETE FROM mdl_course_modules WHERE course = $1 AND module = (SELECT id FROM mdl_modules WHERE name = 'rocketchat')",
+        &[course],
+    )
+    .await;
+    ctx.exec("DELETE FROM mdl_rocketchat WHERE course = $1", &[course])
+        .await;
+    ctx.settle("course deleted to the category bin").await;
+    let archived = ctx
+        .sim
+        .snapshot()
+        .rooms
+        .iter()
+        .find(|r| r.id == old_room)
+        .map(|r| r.archived);
+    assert_eq!(
+        archived,
+        Some(true),
+        "the room of a course in the category bin is archived"
+    );
+
     println!(
         "e2e_triggers: all steps in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -185,6 +185,15 @@ BEGIN
                    JOIN {schema}.{prefix}tool_recyclebin_category b ON b.categoryid = c.category AND b.shortname = c.shortname
                   WHERE c.id = OLD.course) THEN
         binned := true;
+        -- The whole course went to the category bin (its item is written before the course is
+        -- deleted): archive the room at once rather than leave it writable with every former
+        -- member. A course restored from the bin gets new activities carrying this room's id;
+        -- their syncs unarchive it.
+        -- One course-wide job whatever the number of activities (dedup per course); the worker
+        -- finds the rooms (its own mapping: rooms it created have no id in Moodle).
+        PERFORM {schema}.{prefix}rcjobs_enqueue_room('recyclebin',
+          jsonb_build_object('action', 'trash', 'courseid', OLD.course),
+          'recyclebin:trash:course:' || OLD.course, NULL);
       END IF;
     END IF;
     IF NOT binned THEN

@@ -214,7 +214,10 @@ impl Job {
                     (Some(c), _, _) => c.to_string(),
                     (None, Some(r), _) => format!("rc:{r}"),
                     (None, None, Some(b)) => format!("bin:{b}"),
-                    (None, None, None) => String::new(),
+                    (None, None, None) => p
+                        .courseid
+                        .map(|c| format!("course:{c}"))
+                        .unwrap_or_default(),
                 };
                 (
                     Some(format!("recyclebin:{}:{scope}", p.action.as_str())),

@@ -512,8 +512,12 @@ impl TryFrom<RecyclebinWire> for Recyclebin {
     type Error = Invalid;
 
     fn try_from(w: RecyclebinWire) -> Result<Self, Invalid> {
-        if w.cmid.is_none() && w.rocketchatid.is_none() && w.binid.is_none() {
-            return Err(Invalid("needs cmid, rocketchatid or binid".into()));
+        // A course-wide trash (a course deleted to the category bin) names only the course.
+        let course_wide = w.action == BinAction::Trash && w.courseid.is_some();
+        if w.cmid.is_none() && w.rocketchatid.is_none() && w.binid.is_none() && !course_wide {
+            return Err(Invalid(
+                "needs cmid, rocketchatid or binid (or, for trash, courseid)".into(),
+            ));
         }
         Ok(Recyclebin {
             v: check_version(w.v)?,

@@ -169,6 +169,24 @@ fn recyclebin_patched_event_shape() {
 }
 
 #[test]
+fn a_course_in_the_category_bin_is_one_course_wide_trash() {
+    let job = Job::parse("recyclebin", &json!({"action": "trash", "courseid": 12})).unwrap();
+    assert_eq!(
+        job.keys().dedup_key.as_deref(),
+        Some("recyclebin:trash:course:12")
+    );
+    assert_eq!(job.keys().exclusion_key, None);
+    // only trash may name just the course: a restore or purge must say which room
+    for action in ["restore", "purge"] {
+        let e = Job::parse("recyclebin", &json!({"action": action, "courseid": 12})).unwrap_err();
+        assert!(
+            e.to_string().contains("needs cmid, rocketchatid or binid"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn invalid_payloads_are_clear_errors() {
     let e = Job::parse("synchronize_group", &json!({})).unwrap_err();
     assert_eq!(

@@ -156,6 +156,19 @@ impl SyncState {
         row.as_ref().map(room_from_row).transpose()
     }
 
+    /// The live mappings (active or trashed, with a room) of course `courseid`.
+    pub async fn rooms_of_course(&self, courseid: i64) -> Result<Vec<RoomRecord>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {ROOM_COLS} FROM rcjobs_sync.room
+              WHERE courseid = $1 AND room_id IS NOT NULL AND state IN ('active', 'trashed') ORDER BY cmid"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(courseid)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(room_from_row).collect()
+    }
+
     /// The mapping trashed under recycle-bin item `binid`.
     pub async fn room_by_binid(&self, binid: i64) -> Result<Option<RoomRecord>, sqlx::Error> {
         let sql = format!("SELECT {ROOM_COLS} FROM rcjobs_sync.room WHERE binid = $1 ORDER BY updated_at DESC LIMIT 1");

@@ -16,6 +16,9 @@ impl Engine {
         p: &Recyclebin,
         job: &JobInfo,
     ) -> Result<String, HandlerError> {
+        if let (None, None, None, Some(course)) = (p.cmid, &p.rocketchatid, p.binid, p.courseid) {
+            return self.trash_course(p, course).await;
+        }
         // Which room: our mapping (by cmid, room id or bin id), else the payload's or Moodle's id.
         let mut rec: Option<RoomRecord> = None;
         if let Some(c) = p.cmid {
@@ -199,6 +202,31 @@ impl Engine {
                 Ok(format!("room {room_id} deleted"))
             }
         }
+    }
+
+    /// A whole course went to the category bin: one trash per room the worker knows for the
+    /// course, each under its room lock (the per-room trash archives it once no live module
+    /// uses it; the course's activities are gone by the time it runs).
+    async fn trash_course(&self, p: &Recyclebin, course: i64) -> Result<String, HandlerError> {
+        let rooms = self.state.rooms_of_course(course).await?;
+        let jobs: Vec<(rcjobs_producer::Job, rcjobs_producer::EnqueueOptions)> = rooms
+            .iter()
+            .map(|r| {
+                let job = rcjobs_producer::Job::Recyclebin(Recyclebin {
+                    cmid: Some(r.cmid),
+                    rocketchatid: r.room_id.clone(),
+                    binid: None,
+                    courseid: Some(course),
+                    ..p.clone()
+                });
+                (job, self.follow_up())
+            })
+            .collect();
+        rcjobs_producer::enqueue_many(&self.pool, &jobs).await?;
+        Ok(format!(
+            "course {course} in the category bin: {} room(s) to archive",
+            jobs.len()
+        ))
     }
 
     async fn note(
