@@ -1,4 +1,5 @@
-//! Read-only queries over a Moodle database: rooms, role mappings, desired membership.
+//! Queries over a Moodle database: rooms, role mappings, desired membership. Read-only but
+//! for [`MoodleDb::store_room_id`], which an operator turns on explicitly.
 //!
 //! A *room* is one `rocketchat` activity: a `course_modules` row of module `rocketchat`, its
 //! `rocketchat` instance row (which holds the Rocket.Chat group id and the role mappings) and
@@ -314,6 +315,21 @@ impl MoodleDb {
             .rooms_where("cm.id = $1 AND cm.deletioninprogress = 0", vec![cmid])
             .await?
             .pop())
+    }
+
+    /// The one write this crate makes, and only when the operator turned it on
+    /// (`write_room_ids`): stores `room_id` as the `rocketchatid` of instance `instance_id`
+    /// when Moodle has none, so that Moodle's activity links to the room the worker created.
+    /// Never overwrites an id (the plugin's, or an admin's). Returns whether a row changed.
+    pub async fn store_room_id(&self, instance_id: i64, room_id: &str) -> Result<bool> {
+        let done = sqlx::query(self.sql(
+            "UPDATE {prefix}rocketchat SET rocketchatid = $2 WHERE id = $1 AND coalesce(rocketchatid, '') = ''",
+        ))
+        .bind(instance_id)
+        .bind(room_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// The room of `cmid` even while its deletion is in progress (recycle-bin handling).

@@ -29,6 +29,11 @@ pub struct WorkerConfig {
     /// writes the new group's id after creating it) waits for Moodle's own id before the
     /// worker gives it a room of its own, in seconds.
     pub duplicate_wait_secs: u64,
+    /// Store the id of a room the worker creates in Moodle's `rocketchat.rocketchatid`, so
+    /// that Moodle's activity links to it (only where Moodle has no id; never overwritten).
+    /// Off by default: the worker writes into Moodle's database only when told, and it needs
+    /// `GRANT UPDATE (rocketchatid) ON <prefix>rocketchat` (docs/operations.md).
+    pub write_room_ids: bool,
 }
 
 impl Default for WorkerConfig {
@@ -42,6 +47,7 @@ impl Default for WorkerConfig {
             queue: "default".into(),
             periodic_priority: 10,
             duplicate_wait_secs: 600,
+            write_room_ids: false,
         }
     }
 }

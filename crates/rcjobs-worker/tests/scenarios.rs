@@ -831,3 +831,46 @@ async fn a_missing_unarchive_permission_is_recorded_and_later_syncs_converge_onc
     assert!(!env.chat_members(&room).unwrap().1);
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_ids_reach_moodle_only_when_turned_on() {
+    let stored = |env: &Env, cmid: i64| {
+        let pool = env.pool().clone();
+        async move {
+            let id: String = sqlx::query_scalar(sql(
+                "SELECT rocketchatid FROM {p}rocketchat WHERE id = (SELECT instance FROM {p}course_modules WHERE id = $1)",
+            ))
+            .bind(cmid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    // Off (the default): Moodle's database is not written.
+    let env = Env::new(small_site(13), faulty_chat(), creating_accounts()).await;
+    let worker = env.start_worker(4).await;
+    env.sync_all().await;
+    step(&env, "initial sync, default").await;
+    let (cmid, _) = env.live_cmids().await[0];
+    assert!(env.room_id(cmid).await.is_some());
+    assert_eq!(stored(&env, cmid).await, "");
+    worker.stop().await;
+
+    // On: every room the worker creates is where Moodle reads it, and converges as before.
+    let cfg = rcjobs_worker::WorkerConfig {
+        write_room_ids: true,
+        ..creating_accounts()
+    };
+    let env = Env::new(small_site(13), faulty_chat(), cfg).await;
+    let worker = env.start_worker(4).await;
+    env.sync_all().await;
+    step(&env, "initial sync, write_room_ids").await;
+    for (cmid, _) in env.live_cmids().await {
+        let room = env.room_id(cmid).await.unwrap();
+        assert_eq!(stored(&env, cmid).await, room, "cm {cmid}");
+    }
+    env.sync_all().await;
+    step(&env, "resync with Moodle's id").await;
+    worker.stop().await;
+}

@@ -154,6 +154,7 @@ impl Engine {
                     self.state.put_room(&rec).await?;
                     self.applied(MembershipAction::CreateRoom, 1);
                     tracing::info!(cmid = r.cmid, room = %room.name, "created room");
+                    self.tell_moodle(r, &room.id, job).await?;
                     return Ok((room, rec));
                 }
                 Err(ChatError::Conflict { .. }) => continue,
@@ -172,6 +173,34 @@ impl Engine {
             "course module {}: no free room name based on {base}",
             r.cmid
         )))
+    }
+
+    /// With `write_room_ids`, stores the new room's id where Moodle reads it. A refusal (no
+    /// grant) is recorded on the room and logged, not a failure: the room works either way.
+    async fn tell_moodle(
+        &self,
+        r: &MoodleRoom,
+        room_id: &str,
+        job: &JobInfo,
+    ) -> Result<(), HandlerError> {
+        if !self.cfg.write_room_ids || !r.rocketchatid.is_empty() {
+            return Ok(());
+        }
+        match self.moodle.store_room_id(r.instance_id, room_id).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(cmid = r.cmid, error = %e, "could not store the room id in Moodle");
+                self.state
+                    .put_room_outcome(
+                        r.cmid,
+                        Some(job.id),
+                        PERMISSION_MISSING,
+                        &format!("cannot store the room id in Moodle's rocketchat.rocketchatid (GRANT UPDATE (rocketchatid) to the worker's role): {e}"),
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// With account creation on, an invitee may have been created by a concurrent sync of
