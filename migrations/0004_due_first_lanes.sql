@@ -433,8 +433,12 @@ BEGIN
     SELECT array_agg(id), array_agg(outcome), array_agg(sup) INTO v_ids, v_out, v_sup
     FROM rcjobs_settle WHERE outcome IN ('dead', 'superseded');
     IF v_ids IS NOT NULL THEN
-        PERFORM rcjobs.finish_jobs(v_ids, v_out, v_sup);
+        PERFORM rcjobs.finish_jobs(v_ids, v_out, v_sup); -- re-picks the lanes of these
     END IF;
+    -- the lanes of jobs gone back to wait: a due job of the key may run meanwhile
+    SELECT array_agg(DISTINCT j.exclusion_key) INTO v_keys
+    FROM rcjobs_settle s JOIN rcjobs.job j ON j.id = s.id
+    WHERE s.outcome = 'pending' AND j.exclusion_key IS NOT NULL;
     IF v_keys IS NOT NULL THEN
         PERFORM rcjobs.pick_lane_heads(v_keys);
     END IF;
@@ -501,7 +505,9 @@ END $$;
 -- includes both). Ready ones by a skip scan of the claim index, one range per (queue,
 -- priority): O(scheduled jobs), never the due backlog. Blocked ones by their own index.
 -- ---------------------------------------------------------------------------------------------
-CREATE FUNCTION rcjobs.scheduled_count() RETURNS bigint
+
+-- The (queue, priority) groups that have ready jobs: one probe of the claim index per group.
+CREATE FUNCTION rcjobs.ready_groups() RETURNS TABLE (queue text, priority smallint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH RECURSIVE g(queue, priority) AS (
         (SELECT j.queue, j.priority FROM rcjobs.job j
@@ -511,26 +517,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             SELECT j.queue, j.priority FROM rcjobs.job j
             WHERE j.state = 'ready' AND (j.queue, j.priority) > (g.queue, g.priority)
             ORDER BY j.queue, j.priority LIMIT 1) n)
-    SELECT coalesce(sum(f.n), 0)::bigint
-         + (SELECT count(*) FROM rcjobs.job b WHERE b.state = 'blocked' AND b.run_at > now())
-    FROM g CROSS JOIN LATERAL (
-        SELECT count(*) AS n FROM rcjobs.job j
-        WHERE j.state = 'ready' AND j.queue = g.queue AND j.priority = g.priority AND j.run_at > now()) f
+    SELECT g.queue, g.priority FROM g
 $$;
 
--- The same, by (queue, kind) and the state the jobs sit in (ready or blocked), for metrics
--- and `rcjobs status`: the counters' ready less these is the work due now.
+-- By (queue, kind) and the state the jobs sit in (ready or blocked), for metrics and
+-- `rcjobs status`: the counters' ready less these is the work due now.
 CREATE FUNCTION rcjobs.scheduled_counts() RETURNS TABLE (queue text, kind text, state text, n bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH RECURSIVE g(queue, priority) AS (
-        (SELECT j.queue, j.priority FROM rcjobs.job j
-         WHERE j.state = 'ready' ORDER BY j.queue, j.priority LIMIT 1)
-        UNION ALL
-        SELECT n.queue, n.priority FROM g CROSS JOIN LATERAL (
-            SELECT j.queue, j.priority FROM rcjobs.job j
-            WHERE j.state = 'ready' AND (j.queue, j.priority) > (g.queue, g.priority)
-            ORDER BY j.queue, j.priority LIMIT 1) n)
-    SELECT f.queue, f.kind, 'ready', count(*)::bigint FROM g CROSS JOIN LATERAL (
+    SELECT f.queue, f.kind, 'ready', count(*)::bigint FROM rcjobs.ready_groups() g CROSS JOIN LATERAL (
         SELECT j.queue, j.kind FROM rcjobs.job j
         WHERE j.state = 'ready' AND j.queue = g.queue AND j.priority = g.priority AND j.run_at > now()) f
     GROUP BY 1, 2
@@ -543,15 +537,7 @@ $$;
 -- one probe per (queue, priority) group of the claim index.
 CREATE FUNCTION rcjobs.oldest_due_by_queue() RETURNS TABLE (queue text, run_at timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH RECURSIVE g(queue, priority) AS (
-        (SELECT j.queue, j.priority FROM rcjobs.job j
-         WHERE j.state = 'ready' ORDER BY j.queue, j.priority LIMIT 1)
-        UNION ALL
-        SELECT n.queue, n.priority FROM g CROSS JOIN LATERAL (
-            SELECT j.queue, j.priority FROM rcjobs.job j
-            WHERE j.state = 'ready' AND (j.queue, j.priority) > (g.queue, g.priority)
-            ORDER BY j.queue, j.priority LIMIT 1) n)
-    SELECT g.queue, min(f.run_at) FROM g CROSS JOIN LATERAL (
+    SELECT g.queue, min(f.run_at) FROM rcjobs.ready_groups() g CROSS JOIN LATERAL (
         SELECT j.run_at FROM rcjobs.job j
         WHERE j.state = 'ready' AND j.queue = g.queue AND j.priority = g.priority AND j.run_at <= now()
         ORDER BY j.run_at LIMIT 1) f
@@ -563,7 +549,7 @@ DROP FUNCTION rcjobs.join_lane(text, bigint);
 REVOKE ALL ON FUNCTION rcjobs.run_at_ok(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.check_run_at(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.pick_lane_heads(text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION rcjobs.scheduled_count() FROM PUBLIC;
+REVOKE ALL ON FUNCTION rcjobs.ready_groups() FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.scheduled_counts() FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.oldest_due_by_queue() FROM PUBLIC;
 REVOKE ALL ON FUNCTION rcjobs.join_lane(text, bigint, timestamptz) FROM PUBLIC;

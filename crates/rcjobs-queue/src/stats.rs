@@ -187,7 +187,9 @@ pub async fn compact_stats(pool: &PgPool) -> Result<(), QueueError> {
 /// syncs). The counters' `ready` includes them; subtract this to get the work that is
 /// waiting now. Costs O(scheduled jobs), not O(backlog).
 pub async fn scheduled_jobs(pool: &PgPool) -> Result<i64, QueueError> {
-    Ok(sqlx::query_scalar("SELECT rcjobs.scheduled_count()")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT coalesce(sum(n), 0)::bigint FROM rcjobs.scheduled_counts()")
+            .fetch_one(pool)
+            .await?,
+    )
 }

@@ -305,15 +305,7 @@ async fn a_job_scheduled_later_never_blocks_a_due_one() {
     .id;
     assert_eq!(state(&db, now).await, "ready", "the due job takes the lane");
     assert_eq!(state(&db, later).await, "blocked");
-    let got = lease::claim(
-        &db.pool,
-        "default",
-        10,
-        Duration::from_secs(30),
-        Uuid::new_v4(),
-    )
-    .await
-    .unwrap();
+    let got = common::claim_due(&db).await;
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![now]);
     // while it runs, another due job waits (one running per key) …
     let third = enqueue(
@@ -334,15 +326,7 @@ async fn a_job_scheduled_later_never_blocks_a_due_one() {
         .unwrap();
     assert_eq!(state(&db, third).await, "ready");
     assert_eq!(state(&db, later).await, "blocked");
-    let got = lease::claim(
-        &db.pool,
-        "default",
-        10,
-        Duration::from_secs(30),
-        Uuid::new_v4(),
-    )
-    .await
-    .unwrap();
+    let got = common::claim_due(&db).await;
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![third]);
     lease::complete(&db.pool, &[(got[0].id, got[0].token)])
         .await
@@ -387,15 +371,7 @@ async fn a_due_duplicate_pulls_the_pending_one_forward() {
     assert!(run_at(&db, first.id).await <= chrono::Utc::now());
     assert_eq!(state(&db, first.id).await, "ready");
     assert_eq!(state(&db, head).await, "blocked");
-    let got = lease::claim(
-        &db.pool,
-        "default",
-        10,
-        Duration::from_secs(30),
-        Uuid::new_v4(),
-    )
-    .await
-    .unwrap();
+    let got = common::claim_due(&db).await;
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first.id]);
 
     // a blocked duplicate pulled forward takes the head from one due later
@@ -425,15 +401,7 @@ async fn a_newer_job_supersedes_a_retry_waiting_in_backoff() {
             .exclusion_key("room:9")
     };
     let old = enqueue(&db.pool, &job()).await.unwrap().id;
-    let got = lease::claim(
-        &db.pool,
-        "default",
-        10,
-        Duration::from_secs(30),
-        Uuid::new_v4(),
-    )
-    .await
-    .unwrap();
+    let got = common::claim_due(&db).await;
     assert_eq!(got.len(), 1);
     lease::settle(
         &db.pool,

@@ -8,12 +8,10 @@ mod common;
 use chrono::{DateTime, TimeZone, Utc};
 use common::{finished, quick_worker, spawn};
 use rcjobs_queue::{
-    cancel_job, display_time, enqueue, enqueue_copy, enqueue_many, get_job, lease, list_jobs,
-    JobFilter, NewJob, QueueError,
+    cancel_job, display_time, enqueue, enqueue_copy, enqueue_many, get_job, list_jobs, JobFilter,
+    NewJob, QueueError,
 };
 use serde_json::json;
-use std::time::Duration;
-use uuid::Uuid;
 
 fn year(y: i32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, 1, 1, 0, 0, 0).unwrap()
@@ -151,15 +149,7 @@ async fn a_claim_batch_with_a_poisoned_row_decodes_every_row() {
         .id;
     poison(&db, bad, "run_at", "-infinity").await;
     poison(&db, bad, "enqueued_at", "-infinity").await;
-    let got = lease::claim(
-        &db.pool,
-        "default",
-        10,
-        Duration::from_secs(30),
-        Uuid::new_v4(),
-    )
-    .await
-    .unwrap();
+    let got = common::claim_due(&db).await;
     let mut ids: Vec<i64> = got.iter().map(|j| j.id).collect();
     ids.sort();
     assert_eq!(ids, vec![ok, bad]);

@@ -128,3 +128,16 @@ pub async fn finished(db: &TestDb, id: i64) -> String {
     )
     .await
 }
+
+/// Claims up to 10 due jobs of the `default` queue for a throwaway worker id (30 s lease).
+pub async fn claim_due(db: &TestDb) -> Vec<rcjobs_queue::lease::ClaimedJob> {
+    rcjobs_queue::lease::claim(
+        &db.pool,
+        "default",
+        10,
+        Duration::from_secs(30),
+        uuid::Uuid::new_v4(),
+    )
+    .await
+    .unwrap()
+}
