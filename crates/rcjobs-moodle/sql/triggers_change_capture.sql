@@ -230,7 +230,9 @@ CREATE TRIGGER {prefix}rcjobs_rocketchat_ins_del AFTER INSERT OR DELETE ON {sche
   FOR EACH ROW EXECUTE FUNCTION {schema}.{prefix}rcjobs_rocketchat();
 CREATE TRIGGER {prefix}rcjobs_rocketchat_upd AFTER UPDATE ON {schema}.{prefix}rocketchat
   FOR EACH ROW WHEN (OLD.moderatorroles IS DISTINCT FROM NEW.moderatorroles OR OLD.userroles IS DISTINCT FROM NEW.userroles
-                     OR OLD.rocketchatid IS DISTINCT FROM NEW.rocketchatid)
+                     OR OLD.rocketchatid IS DISTINCT FROM NEW.rocketchatid
+                     OR OLD.retentionenabled IS DISTINCT FROM NEW.retentionenabled OR OLD.maxage IS DISTINCT FROM NEW.maxage
+                     OR OLD.filesonly IS DISTINCT FROM NEW.filesonly OR OLD.excludepinned IS DISTINCT FROM NEW.excludepinned)
   EXECUTE FUNCTION {schema}.{prefix}rcjobs_rocketchat();
 
 -- tool_recyclebin_course (rocketchat items only): insert -> trash; delete -> restore when a

@@ -15,10 +15,12 @@
 pub mod fixture;
 pub mod model;
 pub mod schema;
+pub mod settings;
 pub mod triggers;
 pub mod xmldb;
 
 pub use model::{ContextInfo, DesiredMember, MoodleDb, MoodleUser, Retention, Room, UserRoom};
+pub use settings::PluginSettings;
 
 /// Longest accepted table prefix (keeps generated object names under 63 bytes).
 pub const MAX_PREFIX_LEN: usize = 20;
