@@ -106,6 +106,21 @@ pub struct NewRoom {
     pub retention_days: Option<u32>,
 }
 
+/// A room's message retention policy, in the terms of mod_rocketchat's four fields
+/// (`retentionenabled`, `maxage`, `filesonly`, `excludepinned`). Enabled also means the
+/// room's policy overrides the server's global one, as the plugin sends it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// Prune this room's messages by its own policy.
+    pub enabled: bool,
+    /// Maximum message age in days (0: the server's global value).
+    pub max_age_days: u32,
+    /// Prune files only, keep messages.
+    pub files_only: bool,
+    /// Keep pinned messages.
+    pub exclude_pinned: bool,
+}
+
 /// Something the bot must be allowed to do server-wide (not as the owner of its rooms, which
 /// it is for every room it manages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,6 +131,8 @@ pub enum Capability {
     CreateUsers,
     /// Unarchive rooms (bin restores, an activity made visible again).
     UnarchiveRooms,
+    /// Set a room's retention policy (retention handling on).
+    EditRetention,
 }
 
 impl Capability {
@@ -126,6 +143,9 @@ impl Capability {
             Capability::CreateUsers => "creating accounts for Moodle users who have none",
             Capability::UnarchiveRooms => {
                 "unarchiving rooms on a bin restore or when an activity becomes visible"
+            }
+            Capability::EditRetention => {
+                "applying the activities' message retention settings to their rooms"
             }
         }
     }
@@ -198,11 +218,36 @@ pub trait ChatBackend: Send + Sync + 'static {
     /// Unarchives the room. Not archived: `Ok(())`.
     async fn unarchive_room(&self, room_id: &str) -> ChatResult<()>;
 
+    /// The room's current retention policy; `Ok(None)` when the backend has no notion of
+    /// one (the caller then has nothing to converge).
+    async fn room_retention(&self, room_id: &str) -> ChatResult<Option<RetentionPolicy>> {
+        let _ = room_id;
+        Ok(None)
+    }
+
+    /// Sets the room's retention policy as a whole (repeating it is harmless). Only called
+    /// by the worker when [`ChatBackend::room_retention`] answered a different policy.
+    async fn set_room_retention(&self, room_id: &str, policy: &RetentionPolicy) -> ChatResult<()> {
+        let _ = (room_id, policy);
+        Ok(())
+    }
+
     /// Sets or clears read-only. Already in that state: `Ok(())`.
     async fn set_read_only(&self, room_id: &str, read_only: bool) -> ChatResult<()>;
 
     /// Deletes the room and its history. Already gone: `Ok(())`.
     async fn delete_room(&self, room_id: &str) -> ChatResult<()>;
+
+    /// Deletes the room's messages posted up to `latest` (a course reset with the plugin's
+    /// `reset_rocketchat`). Backends that cannot delete history refuse permanently.
+    async fn clean_history(&self, room_id: &str, latest: DateTime<Utc>) -> ChatResult<()> {
+        let _ = (room_id, latest);
+        Err(ChatError::Permanent {
+            endpoint: "clean_history".into(),
+            code: "unsupported".into(),
+            message: format!("the {} backend cannot delete history", self.backend_name()),
+        })
+    }
 }
 
 /// When a rate-limited call may be retried.

@@ -5,14 +5,16 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use futures::{stream, StreamExt};
 use rcjobs_chat::{
-    AddMembersOutcome, Capability, ChatBackend, ChatResult, ChatUser, NewChatUser, NewRoom, Room,
-    RoomMember,
+    AddMembersOutcome, Capability, ChatBackend, ChatResult, ChatUser, NewChatUser, NewRoom,
+    RetentionPolicy, Room, RoomMember,
 };
 
 use crate::client::{RcResult, RocketChatClient};
 use crate::endpoints::{is_batch_unsupported, is_user_not_found};
 use crate::error::{ErrorClass, RocketChatError};
-use crate::types::{CreateUser, Group, Invitees, RetentionSettings, RoomSel, UserSel};
+use crate::types::{
+    CreateUser, Group, Invitees, RetentionSettings, RoomRetention, RoomSel, UserSel,
+};
 
 /// Concurrent single-user calls (fallback invites, `users.info` confirmations).
 const SINGLE_CALL_CONCURRENCY: usize = 4;
@@ -271,6 +273,32 @@ fn permission_name(c: Capability) -> &'static str {
         Capability::CreateRooms => "create-p",
         Capability::CreateUsers => "create-user",
         Capability::UnarchiveRooms => "unarchive-room",
+        Capability::EditRetention => "edit-room-retention-policy",
+    }
+}
+
+/// The policy a room's stored `retention` amounts to. Absent fields read as Rocket.Chat
+/// treats them (off); a room's policy counts as enabled only when it also overrides the
+/// global one, since the plugin always sets both together.
+fn to_policy(r: Option<&RoomRetention>) -> RetentionPolicy {
+    let Some(r) = r else {
+        return RetentionPolicy::default();
+    };
+    let (enabled, overrides) = (
+        r.enabled.unwrap_or(false),
+        r.override_global.unwrap_or(false),
+    );
+    RetentionPolicy {
+        enabled: enabled && overrides,
+        // Stored as sent; a fractional or negative age, or a half-set pair of flags, reads as
+        // an age no Moodle row has, so the worker sends its whole policy again.
+        max_age_days: r
+            .max_age
+            .filter(|d| d.fract() == 0.0 && *d >= 0.0 && *d < f64::from(u32::MAX))
+            .filter(|_| enabled == overrides)
+            .map_or(u32::MAX, |d| d as u32),
+        files_only: r.files_only.unwrap_or(false),
+        exclude_pinned: r.exclude_pinned.unwrap_or(false),
     }
 }
 
@@ -464,6 +492,27 @@ impl ChatBackend for RocketChatBackend {
         converge(self.client.groups_unarchive(room_id).await)
     }
 
+    async fn room_retention(&self, room_id: &str) -> ChatResult<Option<RetentionPolicy>> {
+        let group = self.client.groups_info(RoomSel::Id(room_id)).await?;
+        Ok(Some(to_policy(group.retention.as_ref())))
+    }
+
+    async fn set_room_retention(&self, room_id: &str, policy: &RetentionPolicy) -> ChatResult<()> {
+        let settings = RetentionSettings {
+            enabled: policy.enabled,
+            override_global: policy.enabled,
+            max_age_days: policy.max_age_days,
+            exclude_pinned: policy.exclude_pinned,
+            files_only: policy.files_only,
+            ignore_threads: false,
+        };
+        self.client
+            .rooms_save_retention(room_id, &settings)
+            .await
+            .map(drop)
+            .map_err(Into::into)
+    }
+
     async fn set_read_only(&self, room_id: &str, read_only: bool) -> ChatResult<()> {
         converge(self.client.groups_set_read_only(room_id, read_only).await)
     }
@@ -471,11 +520,53 @@ impl ChatBackend for RocketChatBackend {
     async fn delete_room(&self, room_id: &str) -> ChatResult<()> {
         converge(self.client.groups_delete(room_id).await)
     }
+
+    /// `rooms.cleanHistory` from 1970 to `latest`, as the plugin's reset does.
+    async fn clean_history(
+        &self,
+        room_id: &str,
+        latest: chrono::DateTime<chrono::Utc>,
+    ) -> ChatResult<()> {
+        Ok(self
+            .client
+            .rooms_clean_history(room_id, chrono::DateTime::UNIX_EPOCH, latest)
+            .await?)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_retention_reads_as_the_plugins_four_fields() {
+        assert_eq!(to_policy(None), RetentionPolicy::default());
+        let r = RoomRetention {
+            enabled: Some(true),
+            max_age: Some(30.0),
+            exclude_pinned: Some(true),
+            files_only: None,
+            ignore_threads: None,
+            override_global: Some(true),
+        };
+        assert_eq!(
+            to_policy(Some(&r)),
+            RetentionPolicy {
+                enabled: true,
+                max_age_days: 30,
+                files_only: false,
+                exclude_pinned: true
+            }
+        );
+        let not_overriding = RoomRetention {
+            override_global: None,
+            max_age: Some(2.5),
+            ..r
+        };
+        let p = to_policy(Some(&not_overriding));
+        assert!(!p.enabled);
+        assert_eq!(p.max_age_days, u32::MAX);
+    }
 
     #[test]
     fn dedupes_usernames_case_insensitively() {

@@ -21,8 +21,9 @@ impl RocketChatClient {
     }
 
     /// Applies a retention policy. Servers up to 6.x drop `retentionMaxAge` and the other
-    /// retention fields when `retentionOverrideGlobal` is in the same payload, so unless
-    /// the server is known to be 7.x+ this sends two calls: `{retentionEnabled,
+    /// retention fields when `retentionOverrideGlobal` is in the same payload, and 7.x+ do
+    /// when it is `false`, so unless the server is known to be 7.x+ and the policy overrides
+    /// the global one this sends two calls (as the plugin does): `{retentionEnabled,
     /// retentionOverrideGlobal}` first, then the values. Returns the number of calls made.
     pub async fn rooms_save_retention(
         &self,
@@ -49,7 +50,8 @@ impl RocketChatClient {
         let one_call = self
             .server_version()
             .await
-            .is_some_and(|v| v.retention_in_one_call());
+            .is_some_and(|v| v.retention_in_one_call())
+            && retention.override_global;
         if one_call {
             values.extend(flags);
             self.rooms_save_room_settings(room_id, values).await?;
