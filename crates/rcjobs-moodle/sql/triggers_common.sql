@@ -49,14 +49,25 @@ RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
   SELECT min(id) FROM {schema}.{prefix}modules WHERE name = 'rocketchat'
 $fn$;
 
--- Whether a course has at least one chat activity (index course_modules.course).
+-- Whether a course has at least one chat room: a chat activity (index course_modules.course)
+-- or a room declared in standalone mode (index rcjobs_room.courseid).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_course_has_rooms(p_course bigint)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
   SELECT EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm
                   WHERE cm.course = p_course AND cm.module = {schema}.{prefix}rcjobs_rc_module())
+      OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = p_course)
 $fn$;
 
--- synchronize_group for every live room of a course (bounded by the rooms of one course).
+-- Whether course module p_cmid has a chat room: a chat activity or a declared room.
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_cm_has_room(p_cmid bigint)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+  SELECT EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm
+                  WHERE cm.id = p_cmid AND cm.module = {schema}.{prefix}rcjobs_rc_module())
+      OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.roomkey = p_cmid)
+$fn$;
+
+-- synchronize_group for every live room of a course, declared rooms included (bounded by the
+-- rooms of one course).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_sync_course_rooms(p_course bigint)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -64,15 +75,22 @@ DECLARE
   cctx bigint;
 BEGIN
   SELECT id INTO cctx FROM {schema}.{prefix}context WHERE contextlevel = 50 AND instanceid = p_course;
-  FOR rm IN SELECT cm.id AS cmid, r.rocketchatid
-              FROM {schema}.{prefix}course_modules cm
-              JOIN {schema}.{prefix}rocketchat r ON r.id = cm.instance
-             WHERE cm.course = p_course AND cm.module = {schema}.{prefix}rcjobs_rc_module()
-               AND cm.deletioninprogress = 0
-  LOOP
+  IF {schema}.{prefix}rcjobs_rc_module() IS NOT NULL THEN -- no plugin, no rocketchat table
+    FOR rm IN SELECT cm.id AS cmid, r.rocketchatid
+                FROM {schema}.{prefix}course_modules cm
+                JOIN {schema}.{prefix}rocketchat r ON r.id = cm.instance
+               WHERE cm.course = p_course AND cm.module = {schema}.{prefix}rcjobs_rc_module()
+                 AND cm.deletioninprogress = 0
+    LOOP
+      PERFORM {schema}.{prefix}rcjobs_enqueue_room('synchronize_group',
+        jsonb_build_object('rocketchatid', rm.rocketchatid, 'coursecontextid', cctx, 'cmid', rm.cmid, 'courseid', p_course),
+        'sync:' || rm.cmid, 'room:' || rm.cmid);
+    END LOOP;
+  END IF;
+  FOR rm IN SELECT d.roomkey FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = p_course LOOP
     PERFORM {schema}.{prefix}rcjobs_enqueue_room('synchronize_group',
-      jsonb_build_object('rocketchatid', rm.rocketchatid, 'coursecontextid', cctx, 'cmid', rm.cmid, 'courseid', p_course),
-      'sync:' || rm.cmid, 'room:' || rm.cmid);
+      jsonb_build_object('coursecontextid', cctx, 'cmid', rm.roomkey, 'courseid', p_course),
+      'sync:' || rm.roomkey, 'room:' || rm.roomkey);
   END LOOP;
 END
 $fn$;

@@ -15,6 +15,7 @@
 pub mod fixture;
 pub mod model;
 pub mod schema;
+pub mod standalone;
 pub mod settings;
 pub mod triggers;
 pub mod xmldb;

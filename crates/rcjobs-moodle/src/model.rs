@@ -20,6 +20,8 @@ use crate::{contextlevel, Prefix, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Retention settings of a room (`rocketchat.retentionenabled`, `maxage`, `filesonly`,
 /// `excludepinned`).
@@ -188,16 +190,29 @@ pub struct ContextInfo {
 pub struct MoodleDb {
     pool: PgPool,
     prefix: Prefix,
+    sources: Arc<Mutex<Option<(Instant, RoomSources)>>>,
 }
 
-/// The room columns, parsed role lists included. `{p}` is the prefix.
-const ROOM_SELECT: &str = "
-SELECT cm.id AS cmid, r.id AS instance_id, c.id AS course_id, c.shortname, c.fullname, r.name,
-       r.rocketchatid, ctx.id AS context_id, ctx.path AS context_path,
+/// Which kinds of rooms the database holds: the plugin's activities (`{prefix}rocketchat`
+/// exists) and rooms declared in standalone mode (`{prefix}rcjobs_room` exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RoomSources {
+    plugin: bool,
+    declared: bool,
+}
+
+/// How long a detection of [`RoomSources`] is trusted while one source is missing (the plugin
+/// installed or the first room declared while workers run); once both exist it never changes.
+const SOURCES_TTL: Duration = Duration::from_secs(30);
+
+/// The plugin's rooms: one per `rocketchat` activity. `{prefix}` is the prefix.
+const PLUGIN_ROOMS: &str = "
+SELECT cm.id AS cmid, r.id AS instance_id, c.id AS course_id, c.shortname, c.fullname, r.name::text AS name,
+       r.rocketchatid::text AS rocketchatid, ctx.id AS context_id, ctx.path AS context_path,
        (SELECT cc.id FROM {prefix}context cc WHERE cc.contextlevel = 50 AND cc.instanceid = c.id) AS course_context_id,
        (cm.visible = 1 AND cm.visibleoncoursepage = 1) AS visible,
        (cm.deletioninprogress <> 0) AS deletion_in_progress,
-       r.moderatorroles, r.userroles, (r.embbeded <> 0) AS embedded,
+       r.moderatorroles::text AS moderatorroles, r.userroles::text AS userroles, (r.embbeded <> 0) AS embedded,
        (r.retentionenabled <> 0) AS retentionenabled, r.maxage, (r.filesonly <> 0) AS filesonly,
        (r.excludepinned <> 0) AS excludepinned
   FROM {prefix}course_modules cm
@@ -205,6 +220,35 @@ SELECT cm.id AS cmid, r.id AS instance_id, c.id AS course_id, c.shortname, c.ful
   JOIN {prefix}rocketchat r ON r.id = cm.instance
   JOIN {prefix}course c ON c.id = cm.course
   JOIN {prefix}context ctx ON ctx.contextlevel = 70 AND ctx.instanceid = cm.id";
+
+/// Rooms declared in standalone mode (`{prefix}rcjobs_room`, see `sql/standalone_tables.sql`):
+/// keyed by the activity's cmid, or minus the course id for a course's room, whose context is
+/// the course context and which is visible while the course is.
+const DECLARED_ROOMS: &str = "
+SELECT d.roomkey AS cmid, 0::bigint AS instance_id, c.id AS course_id, c.shortname, c.fullname, d.name,
+       d.roomid AS rocketchatid, ctx.id AS context_id, ctx.path AS context_path,
+       (SELECT cc.id FROM {prefix}context cc WHERE cc.contextlevel = 50 AND cc.instanceid = c.id) AS course_context_id,
+       CASE WHEN d.cmid IS NULL THEN c.visible = 1 ELSE (cm.visible = 1 AND cm.visibleoncoursepage = 1) END AS visible,
+       coalesce(cm.deletioninprogress <> 0, false) AS deletion_in_progress,
+       d.moderatorroles, d.userroles, false AS embedded,
+       (d.retentionenabled <> 0) AS retentionenabled, d.maxage, (d.filesonly <> 0) AS filesonly,
+       (d.excludepinned <> 0) AS excludepinned
+  FROM {prefix}rcjobs_room d
+  JOIN {prefix}course c ON c.id = d.courseid
+  LEFT JOIN {prefix}course_modules cm ON cm.id = d.cmid
+  JOIN {prefix}context ctx ON ctx.contextlevel = (CASE WHEN d.cmid IS NULL THEN 50 ELSE 70 END)
+                          AND ctx.instanceid = coalesce(d.cmid, d.courseid)
+ WHERE d.cmid IS NULL OR cm.id IS NOT NULL";
+
+/// No room at all (neither the plugin nor a declaration), with the columns of the others.
+const NO_ROOMS: &str = "
+SELECT 0::bigint AS cmid, 0::bigint AS instance_id, 0::bigint AS course_id, ''::text AS shortname,
+       ''::text AS fullname, ''::text AS name, ''::text AS rocketchatid, 0::bigint AS context_id,
+       ''::text AS context_path, NULL::bigint AS course_context_id, false AS visible,
+       false AS deletion_in_progress, ''::text AS moderatorroles, ''::text AS userroles,
+       false AS embedded, false AS retentionenabled, 0::bigint AS maxage, false AS filesonly,
+       false AS excludepinned
+ WHERE false";
 
 /// Active-enrolment predicate on `ue`/`e` with `now` as `$NOW`.
 const ACTIVE_UE: &str = "ue.status = 0 AND e.status = 0 AND ue.timestart <= $NOW AND (ue.timeend = 0 OR ue.timeend > $NOW)";
@@ -268,6 +312,7 @@ impl MoodleDb {
         Ok(MoodleDb {
             pool,
             prefix: Prefix::new(prefix)?,
+            sources: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -285,8 +330,47 @@ impl MoodleDb {
         sqlx::AssertSqlSafe(self.prefix.apply(s))
     }
 
+    /// Which room tables exist, detected once (again after [`SOURCES_TTL`] while one is missing).
+    async fn sources(&self) -> Result<RoomSources> {
+        let cached = self.sources.lock().ok().and_then(|g| *g);
+        if let Some((at, src)) = cached {
+            if (src.plugin && src.declared) || at.elapsed() < SOURCES_TTL {
+                return Ok(src);
+            }
+        }
+        let (plugin, declared): (bool, bool) = sqlx::query_as(self.sql(
+            "SELECT to_regclass('{prefix}rocketchat') IS NOT NULL, to_regclass('{prefix}rcjobs_room') IS NOT NULL",
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        let src = RoomSources { plugin, declared };
+        if let Ok(mut g) = self.sources.lock() {
+            *g = Some((Instant::now(), src));
+        }
+        Ok(src)
+    }
+
+    /// Every room this site has, as a subquery named `rooms` with the columns of
+    /// [`ROOM_COLS`]: the plugin's activities and the declared rooms, whichever exist.
+    /// Conditions on `rooms.*` reach each branch's indexes (the planner pushes them into the
+    /// `UNION ALL`).
+    async fn rooms_from(&self) -> Result<String> {
+        let src = self.sources().await?;
+        let branches: Vec<&str> = [(src.plugin, PLUGIN_ROOMS), (src.declared, DECLARED_ROOMS)]
+            .into_iter()
+            .filter_map(|(on, sql)| on.then_some(sql))
+            .collect();
+        let body = if branches.is_empty() {
+            NO_ROOMS.to_string()
+        } else {
+            branches.join("\n UNION ALL\n")
+        };
+        Ok(format!("({body}\n) rooms"))
+    }
+
     async fn rooms_where(&self, cond: &str, bind: Vec<i64>) -> Result<Vec<Room>> {
-        let sql = format!("{ROOM_SELECT}\n WHERE {cond}\n ORDER BY cm.id");
+        let from = self.rooms_from().await?;
+        let sql = format!("SELECT * FROM {from}\n WHERE {cond}\n ORDER BY rooms.cmid");
         let mut q = sqlx::query(self.sql(&sql));
         for b in bind {
             q = q.bind(b);
@@ -312,7 +396,10 @@ impl MoodleDb {
     /// The live room of course module `cmid` (`None` if not a chat, gone, or being deleted).
     pub async fn room_by_cmid(&self, cmid: i64) -> Result<Option<Room>> {
         Ok(self
-            .rooms_where("cm.id = $1 AND cm.deletioninprogress = 0", vec![cmid])
+            .rooms_where(
+                "rooms.cmid = $1 AND NOT rooms.deletion_in_progress",
+                vec![cmid],
+            )
             .await?
             .pop())
     }
@@ -334,13 +421,16 @@ impl MoodleDb {
 
     /// The room of `cmid` even while its deletion is in progress (recycle-bin handling).
     pub async fn room_by_cmid_any(&self, cmid: i64) -> Result<Option<Room>> {
-        Ok(self.rooms_where("cm.id = $1", vec![cmid]).await?.pop())
+        Ok(self.rooms_where("rooms.cmid = $1", vec![cmid]).await?.pop())
     }
 
     /// The live room of a `rocketchat` instance id (payloads that only know the instance).
     pub async fn room_by_instance(&self, instance_id: i64) -> Result<Option<Room>> {
         Ok(self
-            .rooms_where("r.id = $1 AND cm.deletioninprogress = 0", vec![instance_id])
+            .rooms_where(
+                "rooms.instance_id = $1 AND rooms.instance_id <> 0 AND NOT rooms.deletion_in_progress",
+                vec![instance_id],
+            )
             .await?
             .pop())
     }
@@ -349,7 +439,8 @@ impl MoodleDb {
     /// a restore may make two activities share one group). `rocketchat` has no index on
     /// `rocketchatid`: this scans the (small: one row per activity) `rocketchat` table.
     pub async fn rooms_by_rocketchatid(&self, group_id: &str) -> Result<Vec<Room>> {
-        let sql = format!("{ROOM_SELECT}\n WHERE r.rocketchatid = $1 AND cm.deletioninprogress = 0\n ORDER BY cm.id");
+        let from = self.rooms_from().await?;
+        let sql = format!("SELECT * FROM {from}\n WHERE rooms.rocketchatid = $1 AND NOT rooms.deletion_in_progress\n ORDER BY rooms.cmid");
         let rows = sqlx::query(self.sql(&sql))
             .bind(group_id)
             .fetch_all(&self.pool)
@@ -360,7 +451,7 @@ impl MoodleDb {
     /// Live rooms of a course.
     pub async fn rooms_of_course(&self, course_id: i64) -> Result<Vec<Room>> {
         self.rooms_where(
-            "cm.course = $1 AND cm.deletioninprogress = 0",
+            "rooms.course_id = $1 AND NOT rooms.deletion_in_progress",
             vec![course_id],
         )
         .await
@@ -381,8 +472,9 @@ impl MoodleDb {
                 .collect()),
             contextlevel::COURSE => self.rooms_of_course(ctx.instance_id).await,
             contextlevel::COURSECAT | contextlevel::SYSTEM => {
+                let from = self.rooms_from().await?;
                 let sql = format!(
-                    "{ROOM_SELECT}\n WHERE ctx.path LIKE $1 AND cm.deletioninprogress = 0\n ORDER BY cm.id"
+                    "SELECT * FROM {from}\n WHERE rooms.context_path LIKE $1 AND NOT rooms.deletion_in_progress\n ORDER BY rooms.cmid"
                 );
                 let rows = sqlx::query(self.sql(&sql))
                     .bind(format!("{}/%", ctx.path))
@@ -394,13 +486,15 @@ impl MoodleDb {
         }
     }
 
-    /// One page of live rooms ordered by cmid, after `after_cmid` (keyset paging; start at 0).
-    pub async fn rooms_page(&self, after_cmid: i64, limit: i64) -> Result<Vec<Room>> {
+    /// One page of live rooms ordered by room key (`cmid`), after the key `after` (keyset
+    /// paging; `None` for the first page: declared course rooms have negative keys).
+    pub async fn rooms_page(&self, after: Option<i64>, limit: i64) -> Result<Vec<Room>> {
+        let from = self.rooms_from().await?;
         let sql = format!(
-            "{ROOM_SELECT}\n WHERE cm.id > $1 AND cm.deletioninprogress = 0\n ORDER BY cm.id\n LIMIT $2"
+            "SELECT * FROM {from}\n WHERE rooms.cmid > $1 AND NOT rooms.deletion_in_progress\n ORDER BY rooms.cmid\n LIMIT $2"
         );
         let rows = sqlx::query(self.sql(&sql))
-            .bind(after_cmid)
+            .bind(after.unwrap_or(i64::MIN))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -409,14 +503,11 @@ impl MoodleDb {
 
     /// Number of live rooms.
     pub async fn count_rooms(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(self.sql(
-            "SELECT count(*) FROM {prefix}course_modules cm
-               JOIN {prefix}modules m ON m.id = cm.module AND m.name = 'rocketchat'
-               JOIN {prefix}rocketchat r ON r.id = cm.instance
-              WHERE cm.deletioninprogress = 0",
-        ))
-        .fetch_one(&self.pool)
-        .await?)
+        let from = self.rooms_from().await?;
+        let sql = format!("SELECT count(*) FROM {from} WHERE NOT rooms.deletion_in_progress");
+        Ok(sqlx::query_scalar(self.sql(&sql))
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The desired membership of `room` at unix time `now`, ordered by user id.
@@ -494,6 +585,7 @@ SELECT u.id, u.username, u.firstname, u.lastname, u.email,
     /// The live rooms `user_id` should be in at `now`, with the moderator flag, ordered by cmid.
     /// Empty for a deleted or suspended user.
     pub async fn rooms_for_user(&self, user_id: i64, now: i64) -> Result<Vec<UserRoom>> {
+        let from = self.rooms_from().await?;
         let sql = format!(
             "
 WITH courses AS (
@@ -504,8 +596,8 @@ WITH courses AS (
 ), ras AS (
   SELECT ra.contextid, ra.roleid FROM {{prefix}}role_assignments ra WHERE ra.userid = $1
 ), rooms AS (
-  {ROOM_SELECT}
-   WHERE cm.course IN (SELECT courseid FROM courses) AND cm.deletioninprogress = 0
+  SELECT * FROM {from}
+   WHERE rooms.course_id IN (SELECT courseid FROM courses) AND NOT rooms.deletion_in_progress
 )
 SELECT rooms.*,
        bool_or(ras.roleid = ANY(rc.mods)) AS moderator
@@ -544,18 +636,17 @@ SELECT rooms.*,
     /// enrolment row (active or not) plus rooms where the user holds a module-level role.
     /// A superset of [`Self::rooms_for_user`] (what a "converge this user everywhere" job walks).
     pub async fn rooms_touching_user(&self, user_id: i64) -> Result<Vec<Room>> {
+        let from = self.rooms_from().await?;
         let sql = format!(
-            "{ROOM_SELECT}
- WHERE cm.deletioninprogress = 0
-   AND cm.id IN (SELECT cm2.id FROM {{prefix}}user_enrolments ue
-                   JOIN {{prefix}}enrol e ON e.id = ue.enrolid
-                   JOIN {{prefix}}course_modules cm2 ON cm2.course = e.courseid
-                  WHERE ue.userid = $1
-                 UNION
-                 SELECT ctx2.instanceid FROM {{prefix}}role_assignments ra
-                   JOIN {{prefix}}context ctx2 ON ctx2.id = ra.contextid AND ctx2.contextlevel = 70
-                  WHERE ra.userid = $1)
- ORDER BY cm.id"
+            "SELECT * FROM {from}
+ WHERE NOT rooms.deletion_in_progress
+   AND (rooms.course_id IN (SELECT e.courseid FROM {{prefix}}user_enrolments ue
+                              JOIN {{prefix}}enrol e ON e.id = ue.enrolid
+                             WHERE ue.userid = $1)
+        OR rooms.cmid IN (SELECT ctx2.instanceid FROM {{prefix}}role_assignments ra
+                            JOIN {{prefix}}context ctx2 ON ctx2.id = ra.contextid AND ctx2.contextlevel = 70
+                           WHERE ra.userid = $1))
+ ORDER BY rooms.cmid"
         );
         let rows = sqlx::query(self.sql(&sql))
             .bind(user_id)
@@ -639,7 +730,7 @@ SELECT rooms.*,
     }
 }
 
-/// Column names [`ROOM_SELECT`] produces (for GROUP BY over it).
+/// Column names every room subquery ([`PLUGIN_ROOMS`], [`DECLARED_ROOMS`]) produces (for GROUP BY over it).
 const ROOM_COLS: &[&str] = &[
     "cmid",
     "instance_id",

@@ -6,8 +6,15 @@
 //!   Moodle's cron never runs it. If the enqueue fails for any reason, the row goes through
 //!   unchanged and Moodle's cron runs it as before: nothing is lost.
 //! * [`TriggerMode::ChangeCapture`]: `AFTER` row triggers on `role_assignments`,
-//!   `user_enrolments`, `enrol`, `user`, `course_modules`, `rocketchat` and
-//!   `tool_recyclebin_course`, for sites that do not run the plugin's observers.
+//!   `user_enrolments`, `enrol`, `user`, `course_modules`, `rocketchat`,
+//!   `tool_recyclebin_course` and `tool_recyclebin_category`, plus `logstore_standard_log`
+//!   (course resets, one `WHEN` test per log row) when that table exists, for sites that do
+//!   not run the plugin's observers; and `course` plus a second `course_modules` trigger for
+//!   the rooms declared in standalone mode ([`crate::standalone`]). `rocketchat` is optional:
+//!   without the plugin, change capture serves the declared rooms alone.
+//!
+//! Both modes create the standalone tables (`{prefix}rcjobs_room`, `{prefix}rcjobs_room_rule`)
+//! if missing; [`uninstall`] keeps them (they hold the operator's declarations).
 //!
 //! Containment: every trigger body runs in `BEGIN … EXCEPTION WHEN OTHERS THEN RAISE WARNING`
 //! so a missing or broken rcjobs schema, a missing grant or a refused payload never makes the
@@ -24,6 +31,13 @@ use sqlx::{PgConnection, PgPool};
 const COMMON_SQL: &str = include_str!("../sql/triggers_common.sql");
 const PLUGIN_SQL: &str = include_str!("../sql/triggers_plugin.sql");
 const CHANGE_CAPTURE_SQL: &str = include_str!("../sql/triggers_change_capture.sql");
+/// Change capture on the plugin's own table, where it exists.
+const ROCKETCHAT_SQL: &str = include_str!("../sql/triggers_rocketchat.sql");
+/// Change capture of course-wide life cycle: the category bin and course reset.
+const LIFECYCLE_SQL: &str = include_str!("../sql/triggers_lifecycle.sql");
+/// The standalone-mode tables (declared rooms and category rules), used by both modes.
+pub const STANDALONE_TABLES_SQL: &str = include_str!("../sql/standalone_tables.sql");
+const STANDALONE_SQL: &str = include_str!("../sql/standalone.sql");
 
 /// Which trigger set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,18 +58,21 @@ impl std::fmt::Display for TriggerMode {
 }
 
 impl TriggerMode {
-    /// Tables (without prefix) that carry this mode's triggers.
+    /// Tables (without prefix) that must exist for this mode; it also puts triggers on
+    /// `rocketchat` where the plugin is installed (change capture works without it: a site
+    /// without mod_rocketchat declares its rooms, see [`crate::standalone`]).
     pub fn tables(self) -> &'static [&'static str] {
         match self {
-            TriggerMode::Plugin => &["task_adhoc"],
+            TriggerMode::Plugin => &["task_adhoc", "rocketchat"],
             TriggerMode::ChangeCapture => &[
                 "role_assignments",
                 "user_enrolments",
                 "enrol",
                 "user",
                 "course_modules",
-                "rocketchat",
                 "tool_recyclebin_course",
+                "tool_recyclebin_category",
+                "course",
             ],
         }
     }
@@ -80,6 +97,19 @@ async fn moodle_schema(conn: &mut PgConnection) -> Result<String> {
         )));
     }
     Ok(s)
+}
+
+async fn table_exists(
+    conn: &mut PgConnection,
+    schema: &str,
+    prefix: &Prefix,
+    table: &str,
+) -> Result<bool> {
+    let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("{schema}.{}{table}", prefix.as_str()))
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(found.is_some())
 }
 
 fn render(sql: &str, schema: &str, prefix: &Prefix) -> String {
@@ -124,14 +154,18 @@ pub async fn install(pool: &PgPool, prefix: &Prefix, mode: TriggerMode) -> Resul
         .tables()
         .iter()
         .copied()
-        .chain(["modules", "context", "course_modules", "rocketchat"])
+        .chain([
+            "modules",
+            "context",
+            "course_modules",
+            "course",
+            "course_categories",
+            "config_plugins",
+            "role",
+        ])
         .collect();
     for t in needed {
-        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(format!("{schema}.{}{t}", prefix.as_str()))
-            .fetch_one(&mut *tx)
-            .await?;
-        if found.is_none() {
+        if !table_exists(&mut tx, &schema, prefix, t).await? {
             return Err(MoodleError::Missing(format!(
                 "table {schema}.{}{t}",
                 prefix.as_str()
@@ -139,11 +173,22 @@ pub async fn install(pool: &PgPool, prefix: &Prefix, mode: TriggerMode) -> Resul
         }
     }
     drop_all(&mut tx, &schema, prefix).await?;
-    let body = match mode {
-        TriggerMode::Plugin => PLUGIN_SQL,
-        TriggerMode::ChangeCapture => CHANGE_CAPTURE_SQL,
+    let scripts: &[&str] = match mode {
+        TriggerMode::Plugin => &[STANDALONE_TABLES_SQL, COMMON_SQL, PLUGIN_SQL],
+        TriggerMode::ChangeCapture => &[
+            STANDALONE_TABLES_SQL,
+            COMMON_SQL,
+            CHANGE_CAPTURE_SQL,
+            LIFECYCLE_SQL,
+            STANDALONE_SQL,
+        ],
     };
-    for script in [COMMON_SQL, body] {
+    let plugin_table = table_exists(&mut tx, &schema, prefix, "rocketchat").await?;
+    let extra: &[&str] = match mode {
+        TriggerMode::ChangeCapture if plugin_table => &[ROCKETCHAT_SQL],
+        _ => &[],
+    };
+    for script in scripts.iter().chain(extra) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(render(script, &schema, prefix)))
             .execute(&mut *tx)
             .await?;
