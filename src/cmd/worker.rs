@@ -266,14 +266,24 @@ fn handler_config(a: &WorkerOptions) -> anyhow::Result<WorkerConfig> {
                 "handlers config {} does not exist",
                 path.display()
             );
-            figment::Figment::from(figment::providers::Toml::file(path))
+            let file = figment::Figment::from(figment::providers::Toml::file(path));
+            let mut cfg = file
                 .extract::<WorkerConfig>()
-                .with_context(|| format!("parsing {}", path.display()))?
+                .with_context(|| format!("parsing {}", path.display()))?;
+            // What the file sets wins over Moodle's plugin settings; what it leaves out, Moodle
+            // may supply.
+            for (key, _) in rcjobs_worker::config::MOODLE_SETTINGS {
+                if file.find_value(key).is_ok() {
+                    cfg.explicit.set(key);
+                }
+            }
+            cfg
         }
         None => WorkerConfig::default(),
     };
     if let Some(on) = a.create_accounts {
         cfg.create_accounts = on;
+        cfg.explicit.set("create_accounts");
     }
     if let Some(i) = a.reconcile_interval_secs {
         cfg.reconcile_interval_secs = i;

@@ -15,8 +15,8 @@
 pub mod fixture;
 pub mod model;
 pub mod schema;
-pub mod standalone;
 pub mod settings;
+pub mod standalone;
 pub mod triggers;
 pub mod xmldb;
 

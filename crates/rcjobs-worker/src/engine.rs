@@ -161,6 +161,7 @@ pub struct Engine {
     pub(crate) cfg: WorkerConfig,
     pub(crate) metrics: Option<Metrics>,
     pub(crate) call_retry: CallRetry,
+    pub(crate) settings: Arc<crate::settings::SettingsCache>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -190,6 +191,7 @@ impl Engine {
             moodle,
             chat,
             mapping,
+            settings: Arc::new(crate::settings::SettingsCache::new(&cfg)),
             cfg,
             metrics,
             call_retry: CallRetry::default(),
@@ -204,6 +206,12 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &WorkerConfig {
         &self.cfg
+    }
+
+    /// The settings Moodle can supply, resolved against [`Engine::config`] (cached,
+    /// re-read every `moodle_settings_refresh_secs`; see [`crate::settings`]).
+    pub async fn effective_settings(&self) -> Result<Arc<crate::config::Effective>, HandlerError> {
+        Ok(self.settings.get(&self.cfg, &self.moodle).await?)
     }
 
     /// Runs one chat call, retried inside the handler while it fails transiently.

@@ -9,6 +9,7 @@
 //!   outcomes), migrated by [`migrate`].
 //! * [`chat_retry`]: short in-handler retries of chat calls that failed transiently.
 //! * [`limiter`]: the shared Postgres-backed rate limiter ([`PgRequestGate`]).
+//! * [`settings`]: the settings Moodle supplies (mod_rocketchat's `config_plugins`), cached.
 //! * [`runtime`]: registration with the queue runtime, queue hooks → metrics, the
 //!   periodic `reconcile_all` scheduler.
 //!
@@ -27,6 +28,7 @@ pub mod password;
 pub mod planner;
 pub mod preflight;
 pub mod runtime;
+pub mod settings;
 pub mod state;
 
 pub use config::WorkerConfig;

@@ -187,6 +187,7 @@ impl WorkerStack {
     where
         F: std::future::Future<Output = ()> + Send,
     {
+        check_moodle_settings(&self.engine).await;
         crate::preflight::check_capabilities(&self.engine).await;
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -213,6 +214,41 @@ impl WorkerStack {
             let _ = t.await;
         }
         result
+    }
+}
+
+/// Reads the settings Moodle supplies once at start-up, so each replica says which ones it
+/// took from Moodle and which ones its TOML overrides before any job runs; then checks the
+/// permissions that only Moodle's settings ask for (the preflight sees the TOML's).
+async fn check_moodle_settings(engine: &Engine) {
+    let effective = match engine.effective_settings().await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read mod_rocketchat's settings from Moodle; the room jobs will try again");
+            return;
+        }
+    };
+    let mut needed = Vec::new();
+    if effective.retention_feature {
+        needed.push(rcjobs_chat::Capability::EditRetention);
+    }
+    if effective.create_accounts && !engine.config().create_accounts {
+        needed.push(rcjobs_chat::Capability::CreateUsers);
+    }
+    if needed.is_empty() {
+        return;
+    }
+    match engine.chat.missing_capabilities(&needed).await {
+        Ok(missing) => {
+            for (c, permission) in missing {
+                tracing::warn!(
+                    permission = %permission,
+                    "the bot lacks `{permission}`, needed for {}: grant it to the bot's role; until then the rooms concerned record `permission_missing`",
+                    c.purpose()
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the bot's permissions; not checked"),
     }
 }
 

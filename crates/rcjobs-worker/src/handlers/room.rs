@@ -3,12 +3,12 @@
 
 use super::pass::{lower, outcome, Change, Pass};
 use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
-use crate::naming::{candidate, room_name, NameParts};
+use crate::naming::{candidate, room_name, NameParts, NamingConfig};
 use crate::password::random_password;
 use crate::planner::{plan_room, DesiredMember, KeepReason, RoomPlan};
 use crate::state::{MemberRow, Outcome, RoomRecord, RoomState};
 use futures::future::BoxFuture;
-use rcjobs_chat::{ChatError, ChatResult, NewChatUser, NewRoom, Room};
+use rcjobs_chat::{ChatError, ChatResult, NewChatUser, NewRoom, RetentionPolicy, Room};
 use rcjobs_metrics::{MembershipAction, MembershipFailure};
 use rcjobs_moodle::{DesiredMember as MoodleMember, Room as MoodleRoom};
 use std::collections::{HashMap, HashSet};
@@ -32,6 +32,9 @@ pub(super) const PERMISSION_MISSING: &str = "permission_missing";
 
 /// The detail of [`PERMISSION_MISSING`] when a visible activity's room is archived.
 pub(super) const UNARCHIVE_MISSING: &str = "the bot lacks `unarchive-room` (admin only by default; docs/handlers.md): the room stays archived until it is granted or an admin unarchives the room";
+
+/// The detail of [`PERMISSION_MISSING`] when the room's retention cannot be set.
+pub(super) const RETENTION_MISSING: &str = "the bot lacks `edit-room-retention-policy` (admin only by default; docs/handlers.md): the room keeps its retention until it is granted; membership is converged regardless";
 
 /// How long a room job waits before looking again for the id Moodle is about to store.
 const MOODLE_ID_RECHECK: chrono::Duration = chrono::Duration::seconds(10);
@@ -79,17 +82,18 @@ impl Engine {
         &self,
         r: &MoodleRoom,
         job: &JobInfo,
+        naming: &NamingConfig,
     ) -> Result<(Room, RoomRecord), HandlerError> {
         let parts = NameParts {
-            site_shortname: self.cfg.naming.site_shortname.clone(),
-            site_fullname: self.cfg.naming.site_fullname.clone(),
-            site_id: self.cfg.naming.site_id.clone(),
+            site_shortname: naming.site_shortname.clone(),
+            site_fullname: naming.site_fullname.clone(),
+            site_id: naming.site_id.clone(),
             cmid: r.cmid,
             courseid: r.course_id,
             course_shortname: r.course_shortname.clone(),
             course_fullname: r.course_fullname.clone(),
         };
-        let base = room_name(&self.cfg.naming.template, &parts);
+        let base = room_name(&naming.template, &parts);
         let mut rec = RoomRecord {
             cmid: r.cmid,
             courseid: Some(r.course_id),
@@ -137,13 +141,12 @@ impl Engine {
             rec.room_name = Some(name.clone());
             rec.state = RoomState::Creating;
             self.state.put_room(&rec).await?;
+            // Retention is converged by the sync right after, like on every later sync, and
+            // only when retention handling is on (the plugin's `retentionfeature`).
             let new = NewRoom {
                 name: name.clone(),
                 read_only: false,
-                retention_days: r
-                    .retention
-                    .enabled
-                    .then(|| u32::try_from(r.retention.max_age_days).unwrap_or(0)),
+                retention_days: None,
             };
             // Not retried in the handler: a lost answer would make the retry see its own room
             // as a name conflict and move on to the next name; the durable retry adopts it.
@@ -258,9 +261,10 @@ impl Engine {
                 "course module {cmid} is not a live chat activity: nothing to converge"
             ));
         };
+        let settings = self.effective_settings().await?;
         let (mut room, _rec) = match self.resolve_room(&r, job).await? {
             Resolved::Room(room, rec) => (room, rec),
-            Resolved::NeedsRoom => self.create_room_for(&r, job).await?,
+            Resolved::NeedsRoom => self.create_room_for(&r, job, &settings.naming).await?,
             Resolved::WaitForMoodle(reason) => {
                 let wait_ends = job.enqueued_at
                     + chrono::Duration::seconds(
@@ -271,7 +275,9 @@ impl Engine {
                     reason,
                 });
             }
-            Resolved::Gone(_) if create_if_gone => self.create_room_for(&r, job).await?,
+            Resolved::Gone(_) if create_if_gone => {
+                self.create_room_for(&r, job, &settings.naming).await?
+            }
             Resolved::Gone(id) => {
                 return Err(self
                     .room_failure(
@@ -326,9 +332,40 @@ impl Engine {
             room.archived = false;
         }
 
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        let mut retention_left = false;
+        if settings.retention_feature {
+            match self.converge_retention(&r, &room).await {
+                Ok(()) => {}
+                Err(e) if stops_job(&e) => return Err(self.room_failure(cmid, job, e).await),
+                // Retention is not membership: a refusal or a fault is recorded on the room
+                // and the members are converged all the same.
+                Err(e @ ChatError::Forbidden { .. }) => outcomes.push(outcome(
+                    "",
+                    None,
+                    PERMISSION_MISSING,
+                    format!("{RETENTION_MISSING}: {e}"),
+                )),
+                Err(e) if e.is_transient() => {
+                    retention_left = true;
+                    outcomes.push(outcome(
+                        "",
+                        None,
+                        "change_pending",
+                        format!("retention not applied after transient chat errors: {e}"),
+                    ));
+                }
+                Err(e) => outcomes.push(outcome(
+                    "",
+                    None,
+                    "change_refused",
+                    format!("retention: {e}"),
+                )),
+            }
+        }
+
         let now = rcjobs_moodle::unix_now();
         let moodle_members = self.moodle.desired_members(&r, now).await?;
-        let mut outcomes: Vec<Outcome> = Vec::new();
         let mut desired: Vec<DesiredMember> = Vec::with_capacity(moodle_members.len());
         let mut profile: HashMap<String, &MoodleMember> = HashMap::new();
         for m in &moodle_members {
@@ -355,7 +392,10 @@ impl Engine {
         };
         let plan = plan_room(&desired, &current, self.chat.bot_username());
         let mut pass = Pass::new(room.id.clone(), &plan, &current, outcomes);
-        let mut stopped = self.apply_plan(&plan, &profile, &mut pass).await.err();
+        let mut stopped = self
+            .apply_plan(&plan, &profile, settings.create_accounts, &mut pass)
+            .await
+            .err();
         for (u, why) in &plan.kept {
             if *why == KeepReason::Owner {
                 pass.note(
@@ -375,8 +415,39 @@ impl Engine {
                 Err(e) => stopped = Some(e),
             }
         }
-        self.finish_pass(cmid, job, &room, &plan, pass, stopped)
-            .await
+        let summary = self
+            .finish_pass(cmid, job, &room, &plan, pass, stopped)
+            .await?;
+        if retention_left {
+            return Err(HandlerError::Retryable(format!(
+                "room {} (cm {cmid}): retention left after transient chat errors; membership converged, the retry sets it",
+                room.name
+            )));
+        }
+        Ok(summary)
+    }
+
+    /// Makes the room's retention policy the activity's four fields, in one change, and only
+    /// when the chat server holds a different one (syncs of a converged room read, never
+    /// write). A backend without retention has nothing to converge.
+    async fn converge_retention(&self, r: &MoodleRoom, room: &Room) -> ChatResult<()> {
+        let want = RetentionPolicy {
+            enabled: r.retention.enabled,
+            // Moodle's form keeps it within 0..=maxage_limit; anything else is clamped.
+            max_age_days: u32::try_from(r.retention.max_age_days.max(0)).unwrap_or(u32::MAX),
+            files_only: r.retention.files_only,
+            exclude_pinned: r.retention.exclude_pinned,
+        };
+        let Some(have) = self.retrying(|| self.chat.room_retention(&room.id)).await? else {
+            return Ok(());
+        };
+        if have == want {
+            return Ok(());
+        }
+        self.retrying(|| self.chat.set_room_retention(&room.id, &want))
+            .await?;
+        tracing::info!(cmid = r.cmid, room = %room.name, ?want, "retention applied");
+        Ok(())
     }
 
     /// Applies `plan` to the room, each change on its own (see [`Engine::apply_user_changes`]).
@@ -386,6 +457,7 @@ impl Engine {
         &self,
         plan: &RoomPlan,
         profile: &HashMap<String, &MoodleMember>,
+        create_accounts: bool,
         pass: &mut Pass,
     ) -> ChatResult<()> {
         // Removals first, then additions. A user Moodle no longer wants keeps reading the
@@ -396,7 +468,8 @@ impl Engine {
             .await?;
         self.apply_user_changes(Change::Revoke, &plan.revoke_moderator, pass)
             .await?;
-        self.apply_invites(plan, profile, pass).await?;
+        self.apply_invites(plan, profile, create_accounts, pass)
+            .await?;
         let mut grants = Vec::with_capacity(plan.grant_moderator.len());
         for u in &plan.grant_moderator {
             let k = lower(u);
@@ -466,6 +539,7 @@ impl Engine {
         &self,
         plan: &RoomPlan,
         profile: &HashMap<String, &MoodleMember>,
+        create_accounts: bool,
         pass: &mut Pass,
     ) -> ChatResult<()> {
         if plan.invite.is_empty() {
@@ -489,7 +563,7 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let mut unknown = out.unknown;
-        if !unknown.is_empty() && self.cfg.create_accounts {
+        if !unknown.is_empty() && create_accounts {
             unknown = self.create_and_add(unknown, profile, pass).await?;
         }
         for u in &unknown {
@@ -523,7 +597,7 @@ impl Engine {
         }
         pass.applied += added;
         self.applied(MembershipAction::Invite, added);
-        if self.cfg.create_accounts {
+        if create_accounts {
             match self.verify_invites(&plan.invite, pass).await {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => pass.pending.invite_checks += 1,
