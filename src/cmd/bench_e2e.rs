@@ -100,6 +100,13 @@ pub struct E2eBenchArgs {
     /// Share of the simulator's API calls answered with a 500, for the whole run (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
+    /// Fan-out jobs due when a teacher adds an activity (issue 18 §6: new activity → room
+    /// ready with its teacher, idle and behind this backlog; a run of its own; 0: skipped).
+    #[arg(long, default_value_t = 10_000)]
+    pub new_activity_backlog: usize,
+    /// Measure only the new activity's room (no mass, many or plugin pattern).
+    #[arg(long)]
+    pub new_activity_only: bool,
 }
 
 fn say(a: &E2eBenchArgs, msg: &str) {
@@ -303,6 +310,25 @@ pub async fn run(s: &Settings, a: E2eBenchArgs) -> anyhow::Result<()> {
     );
     if a.rate_limited {
         rate_limited(s, &a).await
+    } else if a.new_activity_only {
+        let n = new_activity(s, &a).await?;
+        let out = json!({
+            "new_activity_room_ready_s": n.new_activity_room_ready_s,
+            "new_activity_idle_room_ready_s": n.idle_room_ready_s,
+            "new_activity_backlog_jobs": n.backlog_jobs,
+            "new_activity_backlog_pending_at_room_ready": n.backlog_jobs_pending_at_room_ready,
+            "new_activity": n,
+            "latency_ms": a.latency_ms,
+            "workers": a.workers,
+            "concurrency": a.concurrency,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        });
+        if a.json {
+            println!("{}", serde_json::to_string(&out)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Ok(())
     } else {
         throughput(s, &a).await
     }
@@ -321,8 +347,18 @@ enum Kind {
 async fn throughput(s: &Settings, a: &E2eBenchArgs) -> anyhow::Result<()> {
     let mass = workload_run(s, a, Kind::Mass).await?;
     let many = workload_run(s, a, Kind::Many).await?;
+    let fresh = if a.new_activity_backlog > 0 {
+        Some(new_activity(s, a).await?)
+    } else {
+        None
+    };
     let w = &mass;
     let out = json!({
+        "new_activity_room_ready_s": fresh.as_ref().map(|n| n.new_activity_room_ready_s),
+        "new_activity_idle_room_ready_s": fresh.as_ref().map(|n| n.idle_room_ready_s),
+        "new_activity_backlog_jobs": fresh.as_ref().map(|n| n.backlog_jobs),
+        "new_activity_backlog_pending_at_room_ready": fresh.as_ref().map(|n| n.backlog_jobs_pending_at_room_ready),
+        "new_activity": fresh,
         "converge_s": w.converge_s,
         "plugin_pattern_s": w.plugin_pattern_s,
         "plugin_pattern_extrapolated": w.plugin_pattern_extrapolated,
@@ -355,6 +391,43 @@ async fn throughput(s: &Settings, a: &E2eBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+/// Issue 18 §6's figure in a run of its own (`crate::harness::new_activity`).
+async fn new_activity(
+    s: &Settings,
+    a: &E2eBenchArgs,
+) -> anyhow::Result<crate::harness::new_activity::NewActivityFigures> {
+    let r = crate::harness::new_activity::NewActivityRun {
+        database: a.database.clone(),
+        keep_database: a.keep_database,
+        latency: Duration::from_millis(a.latency_ms),
+        progress: progress(a),
+        spec: crate::harness::new_activity::NewActivitySpec {
+            backlog: a.new_activity_backlog,
+            workers: WorkerOptions {
+                count: a.workers,
+                concurrency: a.concurrency,
+                config: WorkerConfig::default(),
+            },
+            deadline: Duration::from_secs(a.deadline_secs),
+        },
+    };
+    let n = crate::harness::new_activity::run(s, &r, &|m| say(a, m)).await?;
+    say(
+        a,
+        &format!(
+            "new activity -> room ready with its teacher: idle {:.3} s, behind {} due fan-out jobs {:.3} s ({:.1}x; {} of them still pending then; target < {} s: {})",
+            n.idle_room_ready_s,
+            n.backlog_jobs,
+            n.new_activity_room_ready_s,
+            n.ratio_to_idle,
+            n.backlog_jobs_pending_at_room_ready,
+            n.target_s,
+            if n.meets_target { "MET" } else { "NOT MET" },
+        ),
+    );
+    Ok(n)
 }
 
 /// One workload in a run of its own (fresh database, site, simulator and workers), so the
@@ -877,6 +950,8 @@ impl FaultsBenchArgs {
             drain: false,
             deadline_secs: self.deadline_secs,
             fail_rate,
+            new_activity_backlog: 0,
+            new_activity_only: false,
         }
     }
 }
