@@ -112,7 +112,7 @@ pub fn parse_run_at(s: &str) -> Result<DateTime<Utc>, String> {
     rcjobs_queue::check_run_at(Some(t)).map(|()| t)
 }
 
-async fn connect(s: &Settings) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect(s: &Settings) -> anyhow::Result<PgPool> {
     let opts = super::db::parse_url("DATABASE_URL", &s.database_url)?;
     super::db::pool(&opts, 4)
         .await
@@ -262,7 +262,7 @@ fn ago(t: DateTime<Utc>) -> String {
 }
 
 /// A table for the terminal: no fixed widths, so long kind names never break it.
-fn table(header: &[&str]) -> comfy_table::Table {
+pub(crate) fn table(header: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::NOTHING)
         .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
@@ -374,8 +374,10 @@ pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
     let pool = connect(s).await?;
     rcjobs_queue::check_schema(&pool).await?;
     let st = rcjobs_queue::stats(&pool).await?;
+    let perms = bot_permissions(s).await;
     if a.json {
         let v = serde_json::json!({
+            "bot_permissions": perms.to_json(),
             "counts": st.counts,
             "totals": JobState::ALL.iter().map(|s| (s.as_str(), st.total(*s))).collect::<std::collections::BTreeMap<_, _>>(),
             "due": st.due_total(),
@@ -390,8 +392,103 @@ pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_status(&st);
+        perms.print();
     }
     Ok(())
+}
+
+/// What `rcjobs status` found out about the bot's permissions (issue 18 §4).
+enum BotPermissions {
+    /// Not asked, and why.
+    NotChecked(String),
+    /// What the bot lacks of every capability some feature needs.
+    Checked(Vec<rcjobs_worker::preflight::Finding>),
+}
+
+/// Asks the chat server of `ROCKETCHAT_*` what the bot lacks, for every feature (account
+/// creation included: status does not know the workers' settings). Never fails the command:
+/// a chat server that cannot be asked is reported as not checked.
+async fn bot_permissions(s: &Settings) -> BotPermissions {
+    let (Some(url), Some(user_id), Some(token)) = (
+        &s.rocketchat_url,
+        &s.rocketchat_user_id,
+        &s.rocketchat_token,
+    ) else {
+        return BotPermissions::NotChecked(
+            "ROCKETCHAT_URL, ROCKETCHAT_USER_ID and ROCKETCHAT_TOKEN are not all set".into(),
+        );
+    };
+    let asked = async {
+        let mut rc = rcjobs_rocketchat::RocketChatConfig::new(
+            url::Url::parse(url).context("ROCKETCHAT_URL is not a URL")?,
+            rcjobs_rocketchat::Auth::Token {
+                user_id: user_id.clone(),
+                token: rcjobs_rocketchat::Secret::new(token.clone()),
+            },
+        );
+        // an operator waiting at a prompt, not a worker riding out a slow server
+        rc.request_timeout = std::time::Duration::from_secs(10);
+        let client = rcjobs_rocketchat::RocketChatClient::builder(rc)
+            .build()
+            .context("building the Rocket.Chat client")?;
+        let backend = rcjobs_rocketchat::RocketChatBackend::connect(client)
+            .await
+            .context("connecting to Rocket.Chat")?;
+        let needed = rcjobs_worker::preflight::needed_capabilities(true);
+        rcjobs_worker::preflight::missing_permissions(&backend, &needed)
+            .await
+            .context("reading the bot's permissions")
+    };
+    match asked.await {
+        Ok(found) => BotPermissions::Checked(found),
+        Err(e) => BotPermissions::NotChecked(format!("{e:#}")),
+    }
+}
+
+/// Only needed when the workers create accounts.
+fn only_with_create_accounts(c: rcjobs_chat::Capability) -> bool {
+    !rcjobs_worker::preflight::needed_capabilities(false).contains(&c)
+}
+
+impl BotPermissions {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            BotPermissions::NotChecked(why) => {
+                serde_json::json!({"checked": false, "reason": why})
+            }
+            BotPermissions::Checked(found) => serde_json::json!({
+                "checked": true,
+                "missing": found.iter().map(|f| serde_json::json!({
+                    "permission": f.permission,
+                    "needed_for": f.capability.purpose(),
+                    "only_with_create_accounts": only_with_create_accounts(f.capability),
+                    "message": f.message(),
+                })).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    fn print(&self) {
+        match self {
+            BotPermissions::NotChecked(why) => {
+                println!("bot permissions:          not checked ({why})");
+            }
+            BotPermissions::Checked(found) if found.is_empty() => {
+                println!("bot permissions:          every one the features need is held");
+            }
+            BotPermissions::Checked(found) => {
+                println!("bot permissions:          {} missing", found.len());
+                for f in found {
+                    let only = if only_with_create_accounts(f.capability) {
+                        " (only with create_accounts on)"
+                    } else {
+                        ""
+                    };
+                    println!("  {}{only}", f.message());
+                }
+            }
+        }
+    }
 }
 
 fn print_status(st: &QueueStats) {
