@@ -1,6 +1,9 @@
 //! Room names for rooms the worker creates, after mod_rocketchat §5.7 (`groupnametoformat`),
 //! without the plugin's defects: placeholders are substituted as documented (including
-//! `{$a->moodlefullname}`), and sanitising works per character, not per UTF-8 byte.
+//! `{$a->moodlefullname}`, besides the plugin's misspelt `{$a->moodlefullnamename}`), and
+//! sanitising works per character, not per UTF-8 byte. `{$a->moodleid}` is `sha1(wwwroot)`
+//! given `naming.wwwroot`, and `{$a->modulemoodleid}` is `sha1(<site shortname>_<cmid>)`,
+//! as the plugin computes them.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +36,32 @@ pub struct NamingConfig {
     pub site_shortname: String,
     /// Site full name.
     pub site_fullname: String,
-    /// Value for `{$a->moodleid}` (the plugin: `sha1($CFG->wwwroot)`).
+    /// Value for `{$a->moodleid}` when `wwwroot` is not given (the plugin:
+    /// `sha1($CFG->wwwroot)`).
     pub site_id: String,
+    /// Moodle's `$CFG->wwwroot` (it is not in the database): `{$a->moodleid}` becomes its
+    /// SHA-1, as the plugin names rooms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwwroot: Option<String>,
+}
+
+impl NamingConfig {
+    /// The value of `{$a->moodleid}`.
+    pub fn moodle_id(&self) -> String {
+        match &self.wwwroot {
+            Some(w) => sha1_hex(w),
+            None => self.site_id.clone(),
+        }
+    }
+}
+
+/// Lower-case hex SHA-1, as PHP's `sha1()`.
+pub fn sha1_hex(text: &str) -> String {
+    use sha1::Digest;
+    sha1::Sha1::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Default for NamingConfig {
@@ -44,6 +71,7 @@ impl Default for NamingConfig {
             site_shortname: "moodle".into(),
             site_fullname: "Moodle".into(),
             site_id: "moodle".into(),
+            wwwroot: None,
         }
     }
 }
@@ -58,7 +86,7 @@ pub fn room_name(template: &str, p: &NameParts) -> String {
         .replace("{$a->moodleid}", &p.site_id)
         .replace(
             "{$a->modulemoodleid}",
-            &format!("{}_{}", p.site_shortname, p.cmid),
+            &sha1_hex(&format!("{}_{}", p.site_shortname, p.cmid)),
         )
         .replace("{$a->moduleid}", &p.cmid.to_string())
         .replace("{$a->courseid}", &p.courseid.to_string())
@@ -121,8 +149,22 @@ mod tests {
         let t = "{$a->moodleshortname}-{$a->moodlefullname}-{$a->courseid}-{$a->coursefullname}-{$a->modulemoodleid}";
         assert_eq!(
             room_name(t, &parts()),
-            "P1-Universit__Paris_1-42-Einf_hrung_in_das_Recht-P1_900"
+            format!(
+                "P1-Universit__Paris_1-42-Einf_hrung_in_das_Recht-{}",
+                sha1_hex("P1_900")
+            )
         );
+    }
+
+    #[test]
+    fn sha1_like_php() {
+        assert_eq!(sha1_hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let n = NamingConfig {
+            wwwroot: Some("abc".into()),
+            ..NamingConfig::default()
+        };
+        assert_eq!(n.moodle_id(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(NamingConfig::default().moodle_id(), "moodle");
     }
 
     #[test]

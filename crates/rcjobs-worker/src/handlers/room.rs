@@ -87,7 +87,7 @@ impl Engine {
         let parts = NameParts {
             site_shortname: naming.site_shortname.clone(),
             site_fullname: naming.site_fullname.clone(),
-            site_id: naming.site_id.clone(),
+            site_id: naming.moodle_id(),
             cmid: r.cmid,
             courseid: r.course_id,
             course_shortname: r.course_shortname.clone(),
@@ -157,7 +157,6 @@ impl Engine {
                     self.state.put_room(&rec).await?;
                     self.applied(MembershipAction::CreateRoom, 1);
                     tracing::info!(cmid = r.cmid, room = %room.name, "created room");
-                    self.tell_moodle(r, &room.id, job).await?;
                     return Ok((room, rec));
                 }
                 Err(ChatError::Conflict { .. }) => continue,
@@ -178,30 +177,29 @@ impl Engine {
         )))
     }
 
-    /// With `write_room_ids`, stores the new room's id where Moodle reads it. A refusal (no
-    /// grant) is recorded on the room and logged, not a failure: the room works either way.
+    /// With `write_room_ids`, stores the id of a room the worker created where Moodle reads
+    /// it, on every sync while Moodle has none, so the first sync after the grant fills it. A
+    /// refusal (no grant) is this pass's room outcome and a log line, not a failure: the room
+    /// works either way. (Recorded at creation instead, the pass's outcomes replaced it.)
     async fn tell_moodle(
         &self,
         r: &MoodleRoom,
         room_id: &str,
-        job: &JobInfo,
-    ) -> Result<(), HandlerError> {
-        if !self.cfg.write_room_ids || !r.rocketchatid.is_empty() {
-            return Ok(());
+        rec: &RoomRecord,
+    ) -> Option<Outcome> {
+        if !self.cfg.write_room_ids || !r.rocketchatid.is_empty() || !rec.created_by_worker {
+            return None;
         }
         match self.moodle.store_room_id(r.instance_id, room_id).await {
-            Ok(_) => Ok(()),
+            Ok(_) => None,
             Err(e) => {
                 tracing::warn!(cmid = r.cmid, error = %e, "could not store the room id in Moodle");
-                self.state
-                    .put_room_outcome(
-                        r.cmid,
-                        Some(job.id),
-                        PERMISSION_MISSING,
-                        &format!("cannot store the room id in Moodle's rocketchat.rocketchatid (GRANT UPDATE (rocketchatid) to the worker's role): {e}"),
-                    )
-                    .await?;
-                Ok(())
+                Some(outcome(
+                    "",
+                    None,
+                    PERMISSION_MISSING,
+                    format!("cannot store the room id in Moodle's rocketchat.rocketchatid (GRANT UPDATE (rocketchatid) to the worker's role): {e}"),
+                ))
             }
         }
     }
@@ -262,7 +260,7 @@ impl Engine {
             ));
         };
         let settings = self.effective_settings().await?;
-        let (mut room, _rec) = match self.resolve_room(&r, job).await? {
+        let (mut room, rec) = match self.resolve_room(&r, job).await? {
             Resolved::Room(room, rec) => (room, rec),
             Resolved::NeedsRoom => self.create_room_for(&r, job, &settings.naming).await?,
             Resolved::WaitForMoodle(reason) => {
@@ -390,6 +388,12 @@ impl Engine {
             Ok(c) => c,
             Err(e) => return Err(self.room_failure(cmid, job, e).await),
         };
+        // One room-level outcome per room (the table's key): an earlier one stays first.
+        if let Some(o) = self.tell_moodle(&r, &room.id, &rec).await {
+            if !outcomes.iter().any(|o| o.subject.is_empty()) {
+                outcomes.push(o);
+            }
+        }
         let plan = plan_room(&desired, &current, self.chat.bot_username());
         let mut pass = Pass::new(room.id.clone(), &plan, &current, outcomes);
         let mut stopped = self
