@@ -19,6 +19,8 @@ DECLARE
   v_course bigint;
   rm record;
 BEGIN
+  -- Activity rooms live in mod_rocketchat's table; a site without it has none to bin.
+  IF to_regclass('{schema}.{prefix}rocketchat') IS NULL THEN RETURN NULL; END IF;
   IF TG_OP = 'INSERT' THEN
     SELECT c.id INTO v_course FROM {schema}.{prefix}course c
      WHERE c.shortname = NEW.shortname AND c.category = NEW.categoryid ORDER BY c.id DESC LIMIT 1;
@@ -69,6 +71,7 @@ DECLARE
   flag text;
   rm record;
 BEGIN
+  IF to_regclass('{schema}.{prefix}rocketchat') IS NULL THEN RETURN NULL; END IF;
   flag := (NEW.other::jsonb) -> 'reset_options' ->> 'reset_rocketchat';
   IF flag IS NULL OR flag NOT IN ('1', 'true') THEN RETURN NULL; END IF;
   FOR rm IN SELECT cm.id AS cmid, r.rocketchatid

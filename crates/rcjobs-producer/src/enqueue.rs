@@ -149,6 +149,9 @@ fn describe(k: Kind) -> &'static str {
             "recycle bin: trash archives, restore unarchives and re-syncs, purge deletes"
         }
         Kind::ReconcileAll => "periodic drift repair: a sync of every room spread over the period",
+        Kind::CleanHistory => {
+            "course reset with reset_rocketchat: delete the room's messages up to the reset"
+        }
     }
 }
 

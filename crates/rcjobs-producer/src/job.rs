@@ -51,6 +51,8 @@ pub enum Job {
     Recyclebin(Recyclebin),
     /// `reconcile_all`.
     ReconcileAll(ReconcileAll),
+    /// `clean_history`.
+    CleanHistory(CleanHistory),
 }
 
 /// The queue keys a job is enqueued with.
@@ -119,6 +121,7 @@ impl Job {
             Kind::Restore => Job::Restore(de(kind, payload)?),
             Kind::Recyclebin => Job::Recyclebin(de(kind, payload)?),
             Kind::ReconcileAll => Job::ReconcileAll(de(kind, payload)?),
+            Kind::CleanHistory => Job::CleanHistory(de(kind, payload)?),
         })
     }
 
@@ -135,6 +138,7 @@ impl Job {
             Job::Restore(_) => Kind::Restore,
             Job::Recyclebin(_) => Kind::Recyclebin,
             Job::ReconcileAll(_) => Kind::ReconcileAll,
+            Job::CleanHistory(_) => Kind::CleanHistory,
         }
     }
 
@@ -151,6 +155,7 @@ impl Job {
             Job::Restore(p) => serde_json::to_value(p),
             Job::Recyclebin(p) => serde_json::to_value(p),
             Job::ReconcileAll(p) => serde_json::to_value(p),
+            Job::CleanHistory(p) => serde_json::to_value(p),
         };
         // Plain structs of integers, strings and enums always serialize.
         r.unwrap_or(Value::Null)
@@ -167,6 +172,8 @@ impl Job {
     /// * Room-scoped work that knows its cmid holds the room lock `room:<cmid>`, so two
     ///   convergences of one room never overlap.
     /// * Event-driven syncs dedup on `sync:<cmid>`, periodic ones on `rsync:<cmid>`.
+    /// * `clean_history` dedups per room (`clean_history:<cmid>`, room lock too): two resets
+    ///   pending for one room clean it once.
     /// * User-scoped jobs dedup on their scope; assign and unassign share a key because their
     ///   handling (re-read, then converge the affected rooms) is identical.
     pub fn keys(&self) -> JobKeys {
@@ -214,10 +221,11 @@ impl Job {
                     (Some(c), _, _) => c.to_string(),
                     (None, Some(r), _) => format!("rc:{r}"),
                     (None, None, Some(b)) => format!("bin:{b}"),
-                    (None, None, None) => p
-                        .courseid
-                        .map(|c| format!("course:{c}"))
-                        .unwrap_or_default(),
+                    (None, None, None) => match (p.categorybinid, p.courseid) {
+                        (Some(b), _) => format!("catbin:{b}"),
+                        (None, Some(c)) => format!("course:{c}"),
+                        (None, None) => String::new(),
+                    },
                 };
                 (
                     Some(format!("recyclebin:{}:{scope}", p.action.as_str())),
@@ -225,6 +233,14 @@ impl Job {
                 )
             }
             Job::ReconcileAll(p) => (p.period_start.map(reconcile_dedup_key), None),
+            Job::CleanHistory(p) => match (p.cmid, &p.rocketchatid, p.courseid) {
+                (Some(c), _, _) => (Some(format!("clean_history:{c}")), Some(room_lock_key(c))),
+                (None, Some(r), _) => (Some(format!("clean_history:rc:{r}")), None),
+                (None, None, Some(course)) => {
+                    (Some(format!("clean_history:course:{course}")), None)
+                }
+                (None, None, None) => (None, None),
+            },
         };
         JobKeys {
             dedup_key: dedup,

@@ -26,11 +26,14 @@ pub enum Kind {
     Recyclebin,
     /// Periodic drift repair of every room.
     ReconcileAll,
+    /// A course was reset with the plugin's `reset_rocketchat` option: delete a room's
+    /// messages up to the reset.
+    CleanHistory,
 }
 
 impl Kind {
     /// All kinds, in a stable order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::EnrolRoleAssign,
         Kind::EnrolRoleUnassign,
         Kind::Enrolment,
@@ -41,6 +44,7 @@ impl Kind {
         Kind::Restore,
         Kind::Recyclebin,
         Kind::ReconcileAll,
+        Kind::CleanHistory,
     ];
 
     /// The name used in the queue (`rcjobs.job.kind`) and in `rcjobs enqueue KIND`.
@@ -56,6 +60,7 @@ impl Kind {
             Kind::Restore => "restore",
             Kind::Recyclebin => "recyclebin",
             Kind::ReconcileAll => "reconcile_all",
+            Kind::CleanHistory => "clean_history",
         }
     }
 
@@ -68,7 +73,7 @@ impl Kind {
             Kind::EnrolUserToRocketchatGroup => &["userid"],
             Kind::SynchronizeUserEverywhere | Kind::UnenrolUserEverywhere => &["userid"],
             Kind::Recyclebin => &["action"],
-            Kind::SynchronizeGroup | Kind::Restore | Kind::ReconcileAll => &[],
+            Kind::SynchronizeGroup | Kind::Restore | Kind::ReconcileAll | Kind::CleanHistory => &[],
         }
     }
 
@@ -89,7 +94,7 @@ impl fmt::Display for Kind {
 
 /// Error for a kind name rcjobs does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job kind {0:?} (known: enrol_role_assign, enrol_role_unassign, enrolment, enrol_user_to_rocketchat_group, synchronize_group, synchronize_user_everywhere, unenrol_user_everywhere, restore, recyclebin, reconcile_all)")]
+#[error("unknown job kind {0:?} (known: enrol_role_assign, enrol_role_unassign, enrolment, enrol_user_to_rocketchat_group, synchronize_group, synchronize_user_everywhere, unenrol_user_everywhere, restore, recyclebin, reconcile_all, clean_history)")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {

@@ -29,8 +29,8 @@ pub use job::{
 };
 pub use kind::{Kind, UnknownKind};
 pub use payload::{
-    contextlevel, BinAction, ContextRef, EnrolRole, EnrolUserToGroup, Enrolment, Invalid,
-    ReconcileAll, Recyclebin, Restore, SynchronizeGroup, UserScope, PAYLOAD_VERSION,
+    contextlevel, BinAction, CleanHistory, ContextRef, EnrolRole, EnrolUserToGroup, Enrolment,
+    Invalid, ReconcileAll, Recyclebin, Restore, SynchronizeGroup, UserScope, PAYLOAD_VERSION,
 };
 
 #[cfg(test)]

@@ -40,6 +40,17 @@ fn opt_positive(field: &str, v: Option<i64>) -> Result<Option<i64>, Invalid> {
     v.map(|v| positive(field, v)).transpose()
 }
 
+/// A room key: a course module id, or minus a course id for a course's room declared in
+/// standalone mode (`{prefix}rcjobs_room`). Zero names nothing.
+fn opt_room_key(field: &str, v: Option<i64>) -> Result<Option<i64>, Invalid> {
+    match v {
+        Some(0) => Err(Invalid(format!(
+            "{field} must be a course module id (or minus a course id for a course room), got 0"
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// Rocket.Chat room ids are short alphanumeric strings; anything else is a corrupt payload.
 fn room_id(v: Option<String>) -> Result<Option<String>, Invalid> {
     match v {
@@ -262,7 +273,7 @@ impl TryFrom<EnrolUserToGroupWire> for EnrolUserToGroup {
         Ok(EnrolUserToGroup {
             v: check_version(w.v)?,
             userid: positive("userid", w.userid)?,
-            cmid: opt_positive("cmid", w.cmid)?,
+            cmid: opt_room_key("cmid", w.cmid)?,
             rocketchatid: room_id(w.rocketchatid)?,
             coursecontextid: opt_positive("coursecontextid", w.coursecontextid)?,
         })
@@ -332,7 +343,7 @@ impl TryFrom<SynchronizeGroupWire> for SynchronizeGroup {
         }
         Ok(SynchronizeGroup {
             v: check_version(w.v)?,
-            cmid: opt_positive("cmid", w.cmid)?,
+            cmid: opt_room_key("cmid", w.cmid)?,
             rocketchatid: room_id(w.rocketchatid)?,
             coursecontextid: opt_positive("coursecontextid", w.coursecontextid)?,
             courseid: opt_positive("courseid", w.courseid)?,
@@ -430,7 +441,7 @@ impl TryFrom<RestoreWire> for Restore {
         }
         Ok(Restore {
             v: check_version(w.v)?,
-            cmid: opt_positive("cmid", w.cmid)?,
+            cmid: opt_room_key("cmid", w.cmid)?,
             courseid: opt_positive("courseid", w.courseid)?,
             rocketchatid: room_id(w.rocketchatid)?,
         })
@@ -479,9 +490,17 @@ pub struct Recyclebin {
     /// `tool_recyclebin_course.id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binid: Option<i64>,
-    /// The course, when known.
+    /// The course, when known (for a category-bin restore: the restored, new course).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub courseid: Option<i64>,
+    /// `tool_recyclebin_category.id`: the whole course is (or was) in the category bin. Its
+    /// own field because the two bins number their items independently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categorybinid: Option<i64>,
+    /// The activity name (`rocketchat.name`) at binning time: a course restored from the
+    /// category bin gets new modules, matched to the old rooms by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -498,14 +517,15 @@ struct RecyclebinWire {
     binid: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_id")]
     courseid: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_id")]
+    categorybinid: Option<i64>,
     /// Patched core event field (`rocketchat.id`); not needed, dropped.
     #[serde(default)]
     #[allow(dead_code)]
     instanceid: Option<IgnoredAny>,
-    /// Bin item name (change-capture triggers); not needed, dropped.
-    #[serde(default)]
-    #[allow(dead_code)]
-    name: Option<IgnoredAny>,
+    /// Bin item or activity name (change-capture triggers).
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
 }
 
 impl TryFrom<RecyclebinWire> for Recyclebin {
@@ -514,18 +534,87 @@ impl TryFrom<RecyclebinWire> for Recyclebin {
     fn try_from(w: RecyclebinWire) -> Result<Self, Invalid> {
         // A course-wide trash (a course deleted to the category bin) names only the course.
         let course_wide = w.action == BinAction::Trash && w.courseid.is_some();
-        if w.cmid.is_none() && w.rocketchatid.is_none() && w.binid.is_none() && !course_wide {
+        if w.cmid.is_none()
+            && w.rocketchatid.is_none()
+            && w.binid.is_none()
+            && w.categorybinid.is_none()
+            && !course_wide
+        {
             return Err(Invalid(
-                "needs cmid, rocketchatid or binid (or, for trash, courseid)".into(),
+                "needs cmid, rocketchatid, binid or categorybinid (or, for trash, courseid)".into(),
+            ));
+        }
+        if w.name.as_ref().is_some_and(|n| n.len() > 1333) {
+            return Err(Invalid(
+                "name is longer than Moodle's 1333 characters".into(),
             ));
         }
         Ok(Recyclebin {
             v: check_version(w.v)?,
             action: w.action,
-            cmid: opt_positive("cmid", w.cmid)?,
+            cmid: opt_room_key("cmid", w.cmid)?,
             rocketchatid: room_id(w.rocketchatid)?,
             binid: opt_positive("binid", w.binid)?,
             courseid: opt_positive("courseid", w.courseid)?,
+            categorybinid: opt_positive("categorybinid", w.categorybinid)?,
+            name: w.name,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- clean_history
+
+/// Payload of `clean_history`: a course reset with mod_rocketchat's `reset_rocketchat` option
+/// asks for the room's messages to be deleted (the plugin calls `rooms.cleanHistory` from
+/// 1970 to the reset). A course-wide job fans out to one job per room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CleanHistoryWire")]
+pub struct CleanHistory {
+    /// Payload version.
+    pub v: u16,
+    /// The course module whose room is cleaned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmid: Option<i64>,
+    /// The group id Moodle holds for the module, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocketchatid: Option<String>,
+    /// The reset course (alone: every room of the course).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub courseid: Option<i64>,
+    /// The reset's time (unix seconds): messages up to it are deleted, later ones are kept
+    /// (`None` = when the job runs, as the plugin does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CleanHistoryWire {
+    #[serde(default)]
+    v: Option<u16>,
+    #[serde(default, deserialize_with = "lenient::opt_id")]
+    cmid: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    rocketchatid: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_id")]
+    courseid: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_id")]
+    latest: Option<i64>,
+}
+
+impl TryFrom<CleanHistoryWire> for CleanHistory {
+    type Error = Invalid;
+
+    fn try_from(w: CleanHistoryWire) -> Result<Self, Invalid> {
+        if w.cmid.is_none() && w.rocketchatid.is_none() && w.courseid.is_none() {
+            return Err(Invalid("needs cmid, rocketchatid or courseid".into()));
+        }
+        Ok(CleanHistory {
+            v: check_version(w.v)?,
+            cmid: opt_room_key("cmid", w.cmid)?,
+            rocketchatid: room_id(w.rocketchatid)?,
+            courseid: opt_positive("courseid", w.courseid)?,
+            latest: opt_positive("latest", w.latest)?,
         })
     }
 }

@@ -180,10 +180,68 @@ fn a_course_in_the_category_bin_is_one_course_wide_trash() {
     for action in ["restore", "purge"] {
         let e = Job::parse("recyclebin", &json!({"action": action, "courseid": 12})).unwrap_err();
         assert!(
-            e.to_string().contains("needs cmid, rocketchatid or binid"),
+            e.to_string()
+                .contains("needs cmid, rocketchatid, binid or categorybinid"),
             "{e}"
         );
     }
+}
+
+#[test]
+fn category_bin_items_have_their_own_keys() {
+    // The two bins number their items independently: catbin:<id> never meets bin:<id>.
+    for (action, key) in [
+        ("restore", "recyclebin:restore:catbin:7"),
+        ("purge", "recyclebin:purge:catbin:7"),
+    ] {
+        let job = Job::parse(
+            "recyclebin",
+            &json!({"action": action, "categorybinid": 7, "courseid": 40}),
+        )
+        .unwrap();
+        assert_eq!(job.keys().dedup_key.as_deref(), Some(key));
+        assert_eq!(job.keys().exclusion_key, None);
+    }
+    let bin = Job::parse("recyclebin", &json!({"action": "purge", "binid": 7})).unwrap();
+    assert_eq!(
+        bin.keys().dedup_key.as_deref(),
+        Some("recyclebin:purge:bin:7")
+    );
+    // Per-room trash of a course in the category bin: the room lock, and the name kept.
+    let job = Job::parse(
+        "recyclebin",
+        &json!({"action": "trash", "cmid": 9, "courseid": 2, "categorybinid": 7, "name": "Chat", "instanceid": 4, "rocketchatid": ""}),
+    )
+    .unwrap();
+    assert_eq!(job.keys().exclusion_key.as_deref(), Some("room:9"));
+    assert_eq!(
+        job.payload(),
+        json!({"v": 1, "action": "trash", "cmid": 9, "courseid": 2, "categorybinid": 7, "name": "Chat"})
+    );
+}
+
+#[test]
+fn clean_history_dedups_per_room() {
+    let job = Job::parse(
+        "clean_history",
+        &json!({"cmid": 9, "courseid": 2, "rocketchatid": "", "latest": 1700000000}),
+    )
+    .unwrap();
+    let keys = job.keys();
+    assert_eq!(keys.dedup_key.as_deref(), Some("clean_history:9"));
+    assert_eq!(keys.exclusion_key.as_deref(), Some("room:9"));
+    let course = Job::parse("clean_history", &json!({"courseid": 2})).unwrap();
+    assert_eq!(
+        course.keys().dedup_key.as_deref(),
+        Some("clean_history:course:2")
+    );
+    assert_eq!(course.keys().exclusion_key, None);
+    let e = Job::parse("clean_history", &json!({"latest": 5})).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("needs cmid, rocketchatid or courseid"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -256,6 +314,7 @@ fn every_kind_round_trips_and_has_a_spec() {
         json!({"courseid": 2}),
         json!({"action": "restore", "rocketchatid": "r1"}),
         json!({"period_start": 1700000000, "period_secs": 3600}),
+        json!({"cmid": 9, "latest": 1700000000}),
     ];
     for (kind, sample) in Kind::ALL.into_iter().zip(samples) {
         let job = Job::parse_kind(kind, &sample).unwrap_or_else(|e| panic!("{kind}: {e}"));
@@ -294,6 +353,15 @@ fn trigger_payloads_of_rcjobs_moodle_parse() {
         (
             "recyclebin",
             json!({"action": "trash", "cmid": 9, "courseid": 2, "instanceid": 4, "rocketchatid": null}),
+        ),
+        (
+            "recyclebin",
+            json!({"action": "restore", "categorybinid": 3, "courseid": 2}),
+        ),
+        ("recyclebin", json!({"action": "purge", "categorybinid": 3})),
+        (
+            "clean_history",
+            json!({"cmid": 9, "courseid": 2, "rocketchatid": "abc", "latest": 1700000000}),
         ),
         (
             "synchronize_group",

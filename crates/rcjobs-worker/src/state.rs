@@ -179,6 +179,46 @@ impl SyncState {
         row.as_ref().map(room_from_row).transpose()
     }
 
+    /// Records that the room of `cmid` went to the category bin with item `binid`, under the
+    /// activity name `name` (kept across the mapping's later updates: `put_room` leaves these
+    /// columns alone).
+    pub async fn mark_category_bin(
+        &self,
+        cmid: i64,
+        binid: i64,
+        name: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE rcjobs_sync.room SET category_binid = $2, activity_name = coalesce($3, activity_name),
+                    updated_at = now() WHERE cmid = $1",
+        )
+        .bind(cmid)
+        .bind(binid)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The rooms still trashed with category-bin item `binid`, oldest module first, each with
+    /// its activity name.
+    pub async fn rooms_of_category_bin(
+        &self,
+        binid: i64,
+    ) -> Result<Vec<(RoomRecord, Option<String>)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {ROOM_COLS}, activity_name FROM rcjobs_sync.room
+              WHERE category_binid = $1 AND state = 'trashed' AND room_id IS NOT NULL ORDER BY cmid"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(binid)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((room_from_row(r)?, r.try_get("activity_name")?)))
+            .collect()
+    }
+
     /// Inserts or replaces the mapping of `rec.cmid`. A room id held by another live mapping
     /// moves to this one (a restored activity takes over its old room).
     pub async fn put_room(&self, rec: &RoomRecord) -> Result<(), sqlx::Error> {

@@ -2,13 +2,29 @@
 //! room the worker created). Level-triggered: every action first checks whether a live
 //! course module still uses the room (a bin restore is followed by a "deleted" event for
 //! the same item; a purge must not delete a room that was restored meanwhile).
+//!
+//! A restore gives the restored module (a new cmid) its *original* room, found by the bin
+//! item it was trashed with, whoever created it. A room the worker made for the new module
+//! in the meantime (its `restore` job may run before the bin item is deleted, and a module
+//! with no room id in Moodle gets a room of its own) is deleted: it is seconds old, the
+//! worker created it, and leaving it would orphan one of the two rooms.
+//!
+//! The category bin (a whole course): its bin item's insert trashes each room of the course
+//! and records the item and the activity's name; a restore (a new course, new modules) maps
+//! the old rooms onto the new modules ([`Engine::restore_category_bin`]), a purge deletes
+//! the old rooms the worker created.
 
 use super::room::{PERMISSION_MISSING, UNARCHIVE_MISSING};
 use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
 use crate::state::{RoomRecord, RoomState};
 use rcjobs_chat::ChatError;
 use rcjobs_metrics::MembershipAction;
-use rcjobs_producer::{BinAction, Recyclebin};
+use rcjobs_producer::{BinAction, EnqueueOptions, Job, Recyclebin};
+use std::collections::BTreeSet;
+
+/// Priority of the room life-cycle jobs the worker fans out (as the triggers' life-cycle
+/// work: ahead of room syncs at -10 and of user fan-out at 0).
+const ROOM_LIFECYCLE_PRIORITY: i16 = -20;
 
 impl Engine {
     pub(crate) async fn recyclebin(
@@ -16,13 +32,38 @@ impl Engine {
         p: &Recyclebin,
         job: &JobInfo,
     ) -> Result<String, HandlerError> {
-        if let (None, None, None, Some(course)) = (p.cmid, &p.rocketchatid, p.binid, p.courseid) {
-            return self.trash_course(p, course).await;
+        if let (None, None, None) = (p.cmid, &p.rocketchatid, p.binid) {
+            match (p.action, p.categorybinid, p.courseid) {
+                (BinAction::Trash, _, Some(course)) => return self.trash_course(p, course).await,
+                (BinAction::Restore, Some(b), Some(course)) => {
+                    return self.restore_category_bin(p, b, course).await
+                }
+                (BinAction::Purge, Some(b), _) => return self.purge_category_bin(p, b).await,
+                _ => {}
+            }
         }
-        // Which room: our mapping (by cmid, room id or bin id), else the payload's or Moodle's id.
+        // Which room: our mapping (by cmid, room id or bin id), else the payload's or Moodle's
+        // id. A restore names the *new* module, which may already hold a room of its own
+        // making: the bin item (then the payload's room id) says which room was trashed.
         let mut rec: Option<RoomRecord> = None;
-        if let Some(c) = p.cmid {
-            rec = self.state.room(c).await?;
+        if p.action == BinAction::Restore {
+            if let Some(b) = p.binid {
+                rec = self
+                    .state
+                    .room_by_binid(b)
+                    .await?
+                    .filter(|r| r.state == RoomState::Trashed);
+            }
+            if rec.is_none() {
+                if let Some(id) = &p.rocketchatid {
+                    rec = self.state.any_room_by_room_id(id).await?;
+                }
+            }
+        }
+        if rec.is_none() {
+            if let Some(c) = p.cmid {
+                rec = self.state.room(c).await?;
+            }
         }
         if rec.is_none() {
             if let Some(id) = &p.rocketchatid {
@@ -80,7 +121,7 @@ impl Engine {
                 // A bin item is only written by Moodle's pre-delete hook, so the binned module
                 // is on its way out even if its row still looks live (deletion without the
                 // asynchronous flag, or the bin row committed first).
-                let binned = p.binid.and(p.cmid);
+                let binned = p.binid.or(p.categorybinid).and(p.cmid);
                 let others: Vec<i64> = live
                     .iter()
                     .copied()
@@ -105,9 +146,14 @@ impl Engine {
                         .put_room(&RoomRecord {
                             state: RoomState::Trashed,
                             binid: p.binid.or(base.binid),
-                            ..base
+                            ..base.clone()
                         })
                         .await?;
+                    if let Some(b) = p.categorybinid {
+                        self.state
+                            .mark_category_bin(base.cmid, b, p.name.as_deref())
+                            .await?;
+                    }
                 }
                 Ok(format!("room {room_id} archived"))
             }
@@ -131,16 +177,26 @@ impl Engine {
                     Err(e) => return Err(self.bin_failure(cmid, job, e).await),
                 }
                 // The restored activity (a new cmid) takes the room over; then converge it.
+                // Unless Moodle gave it a room id of its own (the plugin made a new group on
+                // restore): the worker follows Moodle's ids.
                 let mut targets = live.clone();
+                let mut course = base.courseid;
                 if let Some(c) = p.cmid.filter(|c| !targets.contains(c)) {
-                    if self.moodle.room_by_cmid(c).await?.is_some() {
-                        targets.push(c);
+                    if let Some(m) = self.moodle.room_by_cmid(c).await? {
+                        if m.rocketchatid.is_empty() || m.rocketchatid == room_id {
+                            targets.insert(0, c);
+                            course = Some(m.course_id);
+                        }
                     }
                 }
                 if let Some(&new_cmid) = targets.first() {
+                    if new_cmid != base.cmid {
+                        self.drop_interim_room(new_cmid, &room_id, job).await?;
+                    }
                     self.state
                         .put_room(&RoomRecord {
                             cmid: new_cmid,
+                            courseid: course,
                             state: RoomState::Active,
                             binid: None,
                             ..base.clone()
@@ -209,22 +265,170 @@ impl Engine {
     /// uses it; the course's activities are gone by the time it runs).
     async fn trash_course(&self, p: &Recyclebin, course: i64) -> Result<String, HandlerError> {
         let rooms = self.state.rooms_of_course(course).await?;
-        let jobs: Vec<(rcjobs_producer::Job, rcjobs_producer::EnqueueOptions)> = rooms
+        let jobs: Vec<(Job, EnqueueOptions)> = rooms
             .iter()
             .map(|r| {
-                let job = rcjobs_producer::Job::Recyclebin(Recyclebin {
+                let job = Job::Recyclebin(Recyclebin {
                     cmid: Some(r.cmid),
                     rocketchatid: r.room_id.clone(),
                     binid: None,
                     courseid: Some(course),
                     ..p.clone()
                 });
-                (job, self.follow_up())
+                (job, self.lifecycle())
             })
             .collect();
         rcjobs_producer::enqueue_many(&self.pool, &jobs).await?;
         Ok(format!(
             "course {course} in the category bin: {} room(s) to archive",
+            jobs.len()
+        ))
+    }
+
+    fn lifecycle(&self) -> EnqueueOptions {
+        EnqueueOptions {
+            priority: ROOM_LIFECYCLE_PRIORITY,
+            ..self.follow_up()
+        }
+    }
+
+    /// Before the restored module `cmid` takes its original room `original` back: deletes the
+    /// room the worker created for it meanwhile, if no other live module uses that one.
+    async fn drop_interim_room(
+        &self,
+        cmid: i64,
+        original: &str,
+        job: &JobInfo,
+    ) -> Result<(), HandlerError> {
+        let Some(cur) = self.state.room(cmid).await? else {
+            return Ok(());
+        };
+        let Some(interim) = cur.room_id.clone().filter(|id| id != original) else {
+            return Ok(());
+        };
+        if !cur.created_by_worker || !matches!(cur.state, RoomState::Active | RoomState::Creating) {
+            return Ok(());
+        }
+        if self
+            .cmids_of_room_id(&interim)
+            .await?
+            .iter()
+            .any(|&c| c != cmid)
+        {
+            return Ok(());
+        }
+        match self.chat.delete_room(&interim).await {
+            Ok(()) => self.applied(MembershipAction::Delete, 1),
+            Err(ChatError::RoomNotFound { .. }) => {}
+            Err(e) => return Err(self.bin_failure(Some(cmid), job, e).await),
+        }
+        self.state.clear_members(cmid).await?;
+        tracing::info!(cmid, interim = %interim, original, "bin restore: the restored module takes its original room back; the room made for it meanwhile is deleted");
+        Ok(())
+    }
+
+    /// A course came back from the category bin as course `course` (new course and module
+    /// ids). Each room trashed with bin item `binid` goes to one new module, by this rule:
+    /// first the module whose Moodle room id is the room's (rooms the plugin made), then,
+    /// oldest room first, the lowest-cmid module of the same activity name not yet matched.
+    /// One per-room restore each, under the new module's room lock. Rooms left unmatched
+    /// stay archived (a purge of the item never comes: the item is gone).
+    async fn restore_category_bin(
+        &self,
+        p: &Recyclebin,
+        binid: i64,
+        course: i64,
+    ) -> Result<String, HandlerError> {
+        let old = self.state.rooms_of_category_bin(binid).await?;
+        let modules = self.moodle.rooms_of_course(course).await?;
+        if modules.is_empty() {
+            return Ok(format!(
+                "category bin item {binid}: course {course} has no chat activity (not restored?): nothing to do"
+            ));
+        }
+        let mut taken: BTreeSet<i64> = BTreeSet::new();
+        let mut pairs: Vec<(i64, String)> = Vec::new();
+        let mut left: Vec<&(RoomRecord, Option<String>)> = Vec::new();
+        for entry in &old {
+            let Some(id) = entry.0.room_id.as_deref() else {
+                continue;
+            };
+            match modules
+                .iter()
+                .find(|m| m.rocketchatid == id && !taken.contains(&m.cmid))
+            {
+                Some(m) => {
+                    taken.insert(m.cmid);
+                    pairs.push((m.cmid, id.to_string()));
+                }
+                None => left.push(entry),
+            }
+        }
+        let mut unmatched = 0usize;
+        for (rec, name) in left {
+            let (Some(id), Some(name)) = (rec.room_id.as_deref(), name.as_deref()) else {
+                unmatched += 1;
+                continue;
+            };
+            // Modules that carry a room id of their own keep it (the worker follows Moodle).
+            match modules
+                .iter()
+                .find(|m| m.name == name && m.rocketchatid.is_empty() && !taken.contains(&m.cmid))
+            {
+                Some(m) => {
+                    taken.insert(m.cmid);
+                    pairs.push((m.cmid, id.to_string()));
+                }
+                None => unmatched += 1,
+            }
+        }
+        let jobs: Vec<(Job, EnqueueOptions)> = pairs
+            .iter()
+            .map(|(cmid, room)| {
+                let job = Job::Recyclebin(Recyclebin {
+                    action: BinAction::Restore,
+                    cmid: Some(*cmid),
+                    rocketchatid: Some(room.clone()),
+                    binid: None,
+                    courseid: Some(course),
+                    categorybinid: Some(binid),
+                    name: None,
+                    ..p.clone()
+                });
+                (job, self.lifecycle())
+            })
+            .collect();
+        rcjobs_producer::enqueue_many(&self.pool, &jobs).await?;
+        Ok(format!(
+            "category bin item {binid} restored as course {course}: {} room(s) handed to the new modules, {unmatched} unmatched (left archived)",
+            jobs.len()
+        ))
+    }
+
+    /// Category-bin item `binid` was emptied: one per-room purge for each room still trashed
+    /// with it, under the old module's room lock (each re-checks that no live module uses
+    /// the room and deletes it only if the worker created it).
+    async fn purge_category_bin(&self, p: &Recyclebin, binid: i64) -> Result<String, HandlerError> {
+        let old = self.state.rooms_of_category_bin(binid).await?;
+        let jobs: Vec<(Job, EnqueueOptions)> = old
+            .iter()
+            .map(|(r, _)| {
+                let job = Job::Recyclebin(Recyclebin {
+                    action: BinAction::Purge,
+                    cmid: Some(r.cmid),
+                    rocketchatid: r.room_id.clone(),
+                    binid: None,
+                    courseid: r.courseid,
+                    categorybinid: Some(binid),
+                    name: None,
+                    ..p.clone()
+                });
+                (job, self.lifecycle())
+            })
+            .collect();
+        rcjobs_producer::enqueue_many(&self.pool, &jobs).await?;
+        Ok(format!(
+            "category bin item {binid} purged: {} room(s) to delete",
             jobs.len()
         ))
     }

@@ -9,8 +9,10 @@
 //!   among pending jobs ([`fanout`]).
 //! * `recyclebin` archives, unarchives or deletes ([`bin`]); `reconcile_all` spreads a sync
 //!   of every room over its period ([`fanout`]).
+//! * `clean_history` deletes a room's messages after a course reset ([`clean`]).
 
 mod bin;
+mod clean;
 mod fanout;
 mod identity;
 mod pass;
@@ -83,6 +85,7 @@ pub(crate) async fn dispatch(
         },
         Job::Recyclebin(p) => engine.recyclebin(&p, job).await,
         Job::ReconcileAll(p) => engine.reconcile_all(&p).await,
+        Job::CleanHistory(p) => engine.clean_history(&p, job).await,
         Job::EnrolRoleAssign(p) | Job::EnrolRoleUnassign(p) => engine.fan_out_role(&p).await,
         Job::Enrolment(p) => engine.fan_out_course(p.courseid).await,
         Job::EnrolUserToRocketchatGroup(p) => engine.fan_out_user_room(&p).await,
