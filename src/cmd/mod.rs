@@ -8,6 +8,7 @@ pub mod db;
 pub mod demo;
 pub mod moodle;
 pub mod queue;
+pub mod rooms;
 pub mod sim;
 pub mod worker;
 
@@ -42,6 +43,9 @@ pub enum Command {
     /// Moodle database: schema, synthetic site, trigger set.
     #[command(subcommand)]
     Moodle(moodle::MoodleCommand),
+    /// The rooms rcjobs manages: declare (standalone mode), list, sync now.
+    #[command(subcommand)]
+    Rooms(rooms::RoomsCommand),
     /// Run the Rocket.Chat simulator.
     Sim(sim::SimArgs),
     /// The whole system end to end on one machine, with a summary.
@@ -86,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(c) => queue::jobs(&settings, c).await,
         Command::Status(a) => queue::status(&settings, a).await,
         Command::Moodle(c) => moodle::run(&settings, c).await,
+        Command::Rooms(c) => rooms::run(&settings, c).await,
         Command::Sim(a) => sim::run(&settings, a).await,
         Command::Demo(a) => demo::run(&settings, a).await,
         Command::Bench(c) => bench::run(&settings, c).await,

@@ -4,7 +4,8 @@
 //! sites only. A Moodle database counts as synthetic ([`classify`]) when
 //!
 //! 1. it has no prefixed table outside the ones rcjobs generates ([`schema::TABLES`]; a real
-//!    Moodle has hundreds, `mdl_forum`, `mdl_assign`, ...), and
+//!    Moodle has hundreds, `mdl_forum`, `mdl_assign`, ...) and its own `{prefix}rcjobs_*`
+//!    (declared rooms), and
 //! 2. it carries the mark: a `{prefix}config` row named [`SYNTHETIC_MARK`] (written when
 //!    rcjobs created the schema in an empty database, or by a fixture run on such a
 //!    schema), or a database comment from the demo/bench harness, or its `{prefix}user`
@@ -103,7 +104,7 @@ pub struct InstallTriggersArgs {
     pub mode: ModeArg,
 }
 
-async fn pool(s: &Settings) -> anyhow::Result<PgPool> {
+pub(crate) async fn pool(s: &Settings) -> anyhow::Result<PgPool> {
     let what = if s.moodle_database_url.is_some() {
         "MOODLE_DATABASE_URL"
     } else {
@@ -142,7 +143,12 @@ pub async fn classify(pool: &PgPool, prefix: &Prefix) -> anyhow::Result<SiteKind
     .context("listing Moodle tables")?;
     let foreign: Vec<&String> = tables
         .iter()
-        .filter(|t| !schema::TABLES.iter().any(|g| t.strip_prefix(p) == Some(*g)))
+        .filter(|t| {
+            let own = t.strip_prefix(p);
+            // rcjobs's own tables (declared rooms) are not Moodle's.
+            !own.is_some_and(|o| o.starts_with("rcjobs_"))
+                && !schema::TABLES.iter().any(|g| own == Some(*g))
+        })
         .collect();
     if !foreign.is_empty() {
         let examples: Vec<&str> = foreign.iter().take(3).map(|t| t.as_str()).collect();

@@ -90,11 +90,11 @@ impl Site {
     /// Every live chat activity.
     pub async fn all_rooms(&self) -> anyhow::Result<Vec<Room>> {
         let mut rooms = Vec::new();
-        let mut after = 0;
+        let mut after = None;
         loop {
             let page = self.moodle.rooms_page(after, 1000).await?;
             let Some(last) = page.last() else { break };
-            after = last.cmid;
+            after = Some(last.cmid);
             rooms.extend(page);
         }
         Ok(rooms)

@@ -62,11 +62,11 @@ pub async fn compare(
     let rooms_by_id: HashMap<&str, &rcjobs_sim::RoomSnapshot> =
         snap.rooms.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut m = Mismatches::default();
-    let mut after = 0;
+    let mut after = None;
     loop {
         let page = moodle.rooms_page(after, 500).await.expect("rooms page");
         let Some(last) = page.last() else { break };
-        after = last.cmid;
+        after = Some(last.cmid);
         for room in &page {
             m.rooms += 1;
             let mut desired: BTreeMap<String, bool> = BTreeMap::new();

@@ -150,12 +150,12 @@ impl Engine {
             .period_secs
             .unwrap_or(i64::try_from(self.cfg.reconcile_interval_secs).unwrap_or(3600));
         let total = self.moodle.count_rooms().await?.max(1);
-        let mut after = 0i64;
+        let mut after = None;
         let mut i = 0i64;
         loop {
             let page = self.moodle.rooms_page(after, 1000).await?;
             let Some(last) = page.last() else { break };
-            after = last.cmid;
+            after = Some(last.cmid);
             let jobs: Vec<(Job, EnqueueOptions)> = page
                 .iter()
                 .map(|r| {

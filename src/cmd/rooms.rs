@@ -1,0 +1,323 @@
+//! `rcjobs rooms …`: the rooms rcjobs manages. `add`/`remove` declare rooms in standalone mode
+//! (sites without mod_rocketchat, or a course-wide room beside the plugin's), `list` shows
+//! every room (the plugin's and the declared ones) with its last sync, `sync` asks for a sync
+//! now.
+
+use super::config::Settings;
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use rcjobs_moodle::standalone::{self, Declaration};
+use rcjobs_moodle::{MoodleDb, Prefix, Room};
+use rcjobs_producer::{EnqueueOptions, Job, Kind};
+use sqlx::{PgPool, Row};
+use std::collections::HashMap;
+
+/// Priority of a room's creation and of a sync asked for by an operator: ahead of fan-out work,
+/// as the triggers enqueue room work (`rcjobs_enqueue_room`).
+const ROOM_LIFECYCLE_PRIORITY: i16 = -20;
+const ROOM_SYNC_PRIORITY: i16 = -10;
+
+/// `rcjobs rooms …`.
+#[derive(Debug, Subcommand)]
+pub enum RoomsCommand {
+    /// Declare a room for a course, an activity or every course of a category (standalone
+    /// mode), and queue its creation. Idempotent.
+    Add(AddArgs),
+    /// Stop managing a declared room (its chat room is left as it is) or remove a category rule.
+    Remove(TargetArgs),
+    /// Every room (the plugin's activities and the declared rooms) with its last sync.
+    List(ListArgs),
+    /// Queue a sync of a room, or of every room of a course, now.
+    Sync(TargetArgs),
+}
+
+/// Which room(s): exactly one of course, activity or category.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// A course (its own room).
+    #[arg(long)]
+    pub course: Option<i64>,
+    /// An activity (course module id).
+    #[arg(long)]
+    pub cmid: Option<i64>,
+    /// A category: every course in it (and in its subcategories unless --no-subcategories).
+    #[arg(long)]
+    pub category: Option<i64>,
+}
+
+/// `rcjobs rooms add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Which room.
+    #[command(flatten)]
+    pub target: Target,
+    /// With --category: only the category's own courses.
+    #[arg(long)]
+    pub no_subcategories: bool,
+    /// Display name (default: the activity's or the course's full name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Moderator role ids, comma separated (default: the plugin's defaultmoderatorroles, else
+    /// every editingteacher-archetype role).
+    #[arg(long)]
+    pub moderator_roles: Option<String>,
+    /// Member role ids, comma separated (default: the plugin's defaultuserroles, else every
+    /// student-archetype role).
+    #[arg(long)]
+    pub member_roles: Option<String>,
+}
+
+/// `rcjobs rooms remove` / `sync`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Which room.
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `rcjobs rooms list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this course's rooms.
+    #[arg(long)]
+    pub course: Option<i64>,
+}
+
+/// Runs `rcjobs rooms …`.
+pub async fn run(s: &Settings, c: RoomsCommand) -> anyhow::Result<()> {
+    let prefix = Prefix::new(&s.moodle_prefix)?;
+    let moodle = super::moodle::pool(s).await?;
+    match c {
+        RoomsCommand::Add(a) => add(s, &moodle, &prefix, a).await,
+        RoomsCommand::Remove(a) => remove(&moodle, &prefix, a.target).await,
+        RoomsCommand::List(a) => list(s, moodle, &prefix, a).await,
+        RoomsCommand::Sync(a) => sync(s, moodle, &prefix, a.target).await,
+    }
+}
+
+/// A role list as Moodle stores it ("3,4"): refused here, with the reason, rather than
+/// silently ignored by the worker's lenient parser.
+fn role_list(what: &str, v: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(v) = v else { return Ok(None) };
+    let ok = v
+        .split(',')
+        .all(|x| x.trim().parse::<u32>().is_ok_and(|n| n > 0));
+    anyhow::ensure!(
+        ok,
+        "--{what} must be role ids separated by commas, like 3,4 (got {v:?})"
+    );
+    Ok(Some(v.replace(' ', "")))
+}
+
+async fn add(s: &Settings, moodle: &PgPool, prefix: &Prefix, a: AddArgs) -> anyhow::Result<()> {
+    let moderator_roles = role_list("moderator-roles", a.moderator_roles)?;
+    let user_roles = role_list("member-roles", a.member_roles)?;
+    let keys: Vec<(i64, i64)> = if let Some(cat) = a.target.category {
+        let keys = standalone::declare_category(
+            moodle,
+            prefix,
+            cat,
+            !a.no_subcategories,
+            moderator_roles.as_deref(),
+            user_roles.as_deref(),
+        )
+        .await?;
+        println!(
+            "category {cat}: every course{} gets a room; {} course room(s) declared",
+            if a.no_subcategories {
+                ""
+            } else {
+                " (subcategories included)"
+            },
+            keys.len()
+        );
+        keys.into_iter().map(|k| (k, -k)).collect()
+    } else {
+        let course_id = match (a.target.course, a.target.cmid) {
+            (Some(c), _) => c,
+            (None, Some(cm)) => standalone::course_of_module(moodle, prefix, cm).await?,
+            (None, None) => anyhow::bail!("give --course, --cmid or --category"),
+        };
+        let d = Declaration {
+            course_id,
+            cmid: a.target.cmid,
+            name: a.name,
+            moderator_roles,
+            user_roles,
+        };
+        let key = standalone::declare(moodle, prefix, &d).await?;
+        println!("room {key} declared (course {course_id})");
+        vec![(key, course_id)]
+    };
+    queue_creation(s, &keys).await
+}
+
+/// The SQL API queues the creation in the Moodle database; with the queue elsewhere it could
+/// not, so the CLI enqueues it too (same dedup key: one job).
+async fn queue_creation(s: &Settings, keys: &[(i64, i64)]) -> anyhow::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let queue = super::queue::connect(s).await?;
+    let opts = EnqueueOptions {
+        priority: ROOM_LIFECYCLE_PRIORITY,
+        ..EnqueueOptions::default()
+    };
+    let mut tx = queue.begin().await?;
+    for &(key, course) in keys {
+        let job = Job::parse_kind(
+            Kind::Restore,
+            &serde_json::json!({"cmid": key, "courseid": course.abs()}),
+        )?;
+        rcjobs_queue::enqueue(&mut *tx, &job.to_new_job(&opts)).await?;
+    }
+    tx.commit().await?;
+    println!("creation queued for {} room(s)", keys.len());
+    Ok(())
+}
+
+async fn remove(moodle: &PgPool, prefix: &Prefix, t: Target) -> anyhow::Result<()> {
+    if let Some(cat) = t.category {
+        let gone = standalone::remove_rule(moodle, prefix, cat).await?;
+        anyhow::ensure!(gone, "category {cat} has no rule");
+        println!("category {cat}: rule removed (its courses' rooms stay declared)");
+        return Ok(());
+    }
+    let key = t
+        .cmid
+        .or(t.course.map(|c| -c))
+        .context("give --course or --cmid")?;
+    let gone = standalone::undeclare(moodle, prefix, key).await?;
+    anyhow::ensure!(gone, "room {key} is not a declared room");
+    println!("room {key} no longer managed (the chat room is left as it is)");
+    Ok(())
+}
+
+/// What the last sync left, from `rcjobs_sync.room` (absent before the first worker ran).
+struct SyncRow {
+    room_id: Option<String>,
+    state: String,
+    last_sync: Option<chrono::DateTime<chrono::Utc>>,
+    last_result: Option<String>,
+    members: Option<i32>,
+}
+
+async fn sync_rows(queue: &PgPool, keys: &[i64]) -> anyhow::Result<HashMap<i64, SyncRow>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('rcjobs_sync.room') IS NOT NULL")
+        .fetch_one(queue)
+        .await?;
+    if !exists {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT cmid, room_id, state, last_sync_at, last_result, member_count
+           FROM rcjobs_sync.room WHERE cmid = ANY($1)",
+    )
+    .bind(keys)
+    .fetch_all(queue)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("cmid")?,
+                SyncRow {
+                    room_id: r.try_get("room_id")?,
+                    state: r.try_get("state")?,
+                    last_sync: r.try_get("last_sync_at")?,
+                    last_result: r.try_get("last_result")?,
+                    members: r.try_get("member_count")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+async fn all_rooms(moodle: &MoodleDb, course: Option<i64>) -> anyhow::Result<Vec<Room>> {
+    if let Some(c) = course {
+        return Ok(moodle.rooms_of_course(c).await?);
+    }
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = moodle.rooms_page(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.cmid);
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+async fn list(s: &Settings, pool: PgPool, prefix: &Prefix, a: ListArgs) -> anyhow::Result<()> {
+    let moodle = MoodleDb::new(pool, prefix.as_str())?;
+    let rooms = all_rooms(&moodle, a.course).await?;
+    let queue = super::queue::connect(s).await?;
+    let keys: Vec<i64> = rooms.iter().map(|r| r.cmid).collect();
+    let synced = sync_rows(&queue, &keys).await?;
+    let mut t = super::queue::table(&[
+        "ROOM",
+        "KIND",
+        "COURSE",
+        "NAME",
+        "CHAT ROOM",
+        "STATE",
+        "MEMBERS",
+        "LAST SYNC",
+        "RESULT",
+    ]);
+    for r in &rooms {
+        let kind = match (r.instance_id, r.cmid < 0) {
+            (0, true) => "course",
+            (0, false) => "activity",
+            _ => "plugin",
+        };
+        let sr = synced.get(&r.cmid);
+        let chat = sr
+            .and_then(|x| x.room_id.clone())
+            .or_else(|| (!r.rocketchatid.is_empty()).then(|| r.rocketchatid.clone()))
+            .unwrap_or_else(|| "-".into());
+        t.add_row(vec![
+            r.cmid.to_string(),
+            kind.into(),
+            r.course_shortname.clone(),
+            r.name.clone(),
+            chat,
+            sr.map_or("not synced yet".into(), |x| x.state.clone()),
+            sr.and_then(|x| x.members)
+                .map_or("-".into(), |m| m.to_string()),
+            sr.and_then(|x| x.last_sync)
+                .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+            sr.and_then(|x| x.last_result.clone())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    println!("{t}");
+    println!("{} room(s)", rooms.len());
+    Ok(())
+}
+
+async fn sync(s: &Settings, pool: PgPool, prefix: &Prefix, t: Target) -> anyhow::Result<()> {
+    let moodle = MoodleDb::new(pool, prefix.as_str())?;
+    let rooms: Vec<Room> = match (t.course, t.cmid, t.category) {
+        (_, Some(cm), _) => moodle.room_by_cmid(cm).await?.into_iter().collect(),
+        (Some(c), _, _) => moodle.rooms_of_course(c).await?,
+        _ => anyhow::bail!("rooms sync takes --course or --cmid"),
+    };
+    anyhow::ensure!(!rooms.is_empty(), "no live room there");
+    let queue = super::queue::connect(s).await?;
+    let opts = EnqueueOptions {
+        priority: ROOM_SYNC_PRIORITY,
+        ..EnqueueOptions::default()
+    };
+    let mut tx = queue.begin().await?;
+    for r in &rooms {
+        let job = Job::parse_kind(
+            Kind::SynchronizeGroup,
+            &serde_json::json!({"cmid": r.cmid, "courseid": r.course_id}),
+        )?;
+        rcjobs_queue::enqueue(&mut *tx, &job.to_new_job(&opts)).await?;
+    }
+    tx.commit().await?;
+    println!("sync queued for {} room(s)", rooms.len());
+    Ok(())
+}
