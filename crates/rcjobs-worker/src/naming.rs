@@ -76,9 +76,21 @@ impl Default for NamingConfig {
     }
 }
 
+/// What `{$a->moduleid}` stands for: the cmid of an activity's room, `course<id>` for a
+/// course's room declared in standalone mode (its key is minus the course id, and a `-`
+/// followed by digits would read as a typo in a room list).
+fn module_token(cmid: i64) -> String {
+    if cmid < 0 {
+        format!("course{}", cmid.unsigned_abs())
+    } else {
+        cmid.to_string()
+    }
+}
+
 /// Fills the template and sanitises the result to `[0-9A-Za-z_.-]+` (one `_` per
-/// offending character). Never empty: falls back to `rcjobs_<cmid>`.
+/// offending character). Never empty: falls back to `rcjobs_<moduleid>`.
 pub fn room_name(template: &str, p: &NameParts) -> String {
+    let module = module_token(p.cmid);
     let filled = template
         .replace("{$a->moodleshortname}", &p.site_shortname)
         .replace("{$a->moodlefullname}", &p.site_fullname)
@@ -86,9 +98,9 @@ pub fn room_name(template: &str, p: &NameParts) -> String {
         .replace("{$a->moodleid}", &p.site_id)
         .replace(
             "{$a->modulemoodleid}",
-            &sha1_hex(&format!("{}_{}", p.site_shortname, p.cmid)),
+            &sha1_hex(&format!("{}_{}", p.site_shortname, module)),
         )
-        .replace("{$a->moduleid}", &p.cmid.to_string())
+        .replace("{$a->moduleid}", &module)
         .replace("{$a->courseid}", &p.courseid.to_string())
         .replace("{$a->courseshortname}", &p.course_shortname)
         .replace("{$a->coursefullname}", &p.course_fullname);
@@ -103,7 +115,7 @@ pub fn room_name(template: &str, p: &NameParts) -> String {
         })
         .collect();
     if clean.trim_matches('_').is_empty() {
-        format!("rcjobs_{}", p.cmid)
+        format!("rcjobs_{module}")
     } else {
         clean
     }
@@ -172,5 +184,15 @@ mod tests {
         assert_eq!(room_name("  ", &parts()), "rcjobs_900");
         assert_eq!(candidate("x", 1), "x");
         assert_eq!(candidate("x", 3), "x_3");
+    }
+
+    #[test]
+    fn course_rooms_name_their_course() {
+        let mut p = parts();
+        p.cmid = -42;
+        let n = room_name("{$a->moodleid}_{$a->courseshortname}_{$a->moduleid}", &p);
+        assert!(n.ends_with("_course42"), "{n}");
+        assert_eq!(room_name("{$a->moduleid}", &p), "course42");
+        assert_eq!(room_name("///", &p), "rcjobs_course42");
     }
 }
