@@ -219,6 +219,18 @@ impl SyncState {
             .collect()
     }
 
+    /// When the mapping of `cmid` was first written (its room's creation began then, for a
+    /// room the worker made).
+    pub async fn room_created_at(
+        &self,
+        cmid: i64,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+        sqlx::query_scalar("SELECT created_at FROM rcjobs_sync.room WHERE cmid = $1")
+            .bind(cmid)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
     /// Inserts or replaces the mapping of `rec.cmid`. A room id held by another live mapping
     /// moves to this one (a restored activity takes over its old room).
     pub async fn put_room(&self, rec: &RoomRecord) -> Result<(), sqlx::Error> {

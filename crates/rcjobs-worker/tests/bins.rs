@@ -170,8 +170,29 @@ async fn delete_bin_item(env: &Env, binid: i64) {
         .unwrap();
 }
 
+/// Waits until no event-driven job and no retry is left (the periodic reconcile's syncs,
+/// spread over its period, do not count), then
+/// checks that no job died and every room equals Moodle.
 async fn step(env: &Env, what: &str) {
-    env.drain().await;
+    let started = std::time::Instant::now();
+    loop {
+        env.drain().await;
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM rcjobs.job WHERE attempt > 0
+                OR (kind <> 'reconcile_all' AND coalesce(payload->>'periodic', 'false') <> 'true')",
+        )
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "{what}: {left} job(s) still pending"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let dead = env.dead_jobs().await;
     assert!(dead.is_empty(), "after {what}: dead jobs {dead:?}");
     let n = env.assert_converged().await;
@@ -368,6 +389,61 @@ async fn module_bin_restore_gives_back_the_original_room() {
     assert_eq!(
         room_outcome(&env, again.cmid).await.as_deref(),
         Some("room_kept")
+    );
+
+    // 3. The other order: Moodle deletes the bin item before the restored module's own
+    //    restore job runs.
+    let b = activities(&env, course)
+        .await
+        .into_iter()
+        .find(|a| a.rocketchatid.is_empty() && a.visible == 1)
+        .expect("another activity with a room the worker made");
+    let room = env.room_id(b.cmid).await.unwrap();
+    let binid = bin_activity(&env, course, &b).await;
+    step(&env, "binned and deleted").await;
+    let before = rooms(&env).len();
+    let restored = add_activity(&env, course, &b, "").await;
+    delete_bin_item(&env, binid).await;
+    step(&env, "restored, bin item deleted at once").await;
+    assert_eq!(env.room_id(restored).await.as_deref(), Some(room.as_str()));
+    assert!(!rooms(&env)[&room].0);
+    assert_eq!(rooms(&env).len(), before, "no second room");
+
+    // 4. Not a restore although it looks like one: while the original sits in the bin, a new
+    //    activity of the same name is created and has used its own room for an hour when the
+    //    bin is emptied (the course-bin trigger, seeing a live activity of that name added
+    //    since binning, says "restore"). The new activity keeps its room and history; the
+    //    original stays archived.
+    let c = activities(&env, course)
+        .await
+        .into_iter()
+        .find(|x| x.cmid == restored)
+        .unwrap();
+    let binid = bin_activity(&env, course, &c).await;
+    step(&env, "binned again").await;
+    let newer = add_activity(&env, course, &c, "").await;
+    step(&env, "a new activity of the same name").await;
+    let own = env.room_id(newer).await.unwrap();
+    assert_ne!(own, room);
+    sqlx::query(
+        "UPDATE rcjobs_sync.room SET created_at = now() - interval '1 hour' WHERE cmid = $1",
+    )
+    .bind(newer)
+    .execute(env.pool())
+    .await
+    .unwrap();
+    delete_bin_item(&env, binid).await;
+    step(&env, "bin emptied while a same-named activity lives").await;
+    assert_eq!(env.room_id(newer).await.as_deref(), Some(own.as_str()));
+    assert_eq!(
+        rooms(&env).get(&own).map(|r| r.0),
+        Some(false),
+        "its own room kept"
+    );
+    assert_eq!(
+        rooms(&env).get(&room).map(|r| r.0),
+        Some(true),
+        "original left archived"
     );
     worker.stop().await;
 }
@@ -642,6 +718,17 @@ async fn course_reset_cleans_history() {
          VALUES ('\\core\\event\\course_viewed', $1, 'not json at all', $2)",
     ))
     .bind(reset)
+    .bind(at)
+    .execute(env.pool())
+    .await
+    .unwrap();
+    // A reset row whose `other` is not JSON (old PHP-serialised logs) is written all the
+    // same: the trigger only warns.
+    sqlx::query(sql(
+        "INSERT INTO {p}logstore_standard_log (eventname, courseid, other, timecreated)
+         VALUES ('\\core\\event\\course_reset_ended', $1, 'a:1:{s:13:\"reset_options\";}', $2)",
+    ))
+    .bind(other)
     .bind(at)
     .execute(env.pool())
     .await

@@ -26,6 +26,11 @@ use std::collections::BTreeSet;
 /// work: ahead of room syncs at -10 and of user fan-out at 0).
 const ROOM_LIFECYCLE_PRIORITY: i16 = -20;
 
+/// How long before a bin restore is signalled the restored module's own room may have been
+/// created and still count as the interim room of that restore (Moodle restores the module,
+/// then deletes the bin item, in one request; the worker may make the room before or after).
+const INTERIM_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
+
 impl Engine {
     pub(crate) async fn recyclebin(
         &self,
@@ -158,6 +163,34 @@ impl Engine {
                 Ok(format!("room {room_id} archived"))
             }
             BinAction::Restore => {
+                // The restored activity (a new cmid) takes the room over; then converge it.
+                // Unless Moodle gave it a room id of its own (the plugin made a new group on
+                // restore: the worker follows Moodle's ids), or it has had a room of its own
+                // for longer than a restore takes (an activity of the same name created
+                // while the original sat in the bin, which the trigger cannot tell apart).
+                let mut targets = live.clone();
+                let mut course = base.courseid;
+                let mut refused = None;
+                if let Some(c) = p.cmid.filter(|c| !targets.contains(c)) {
+                    if let Some(m) = self.moodle.room_by_cmid(c).await? {
+                        if !m.rocketchatid.is_empty() && m.rocketchatid != room_id {
+                            refused = Some(format!(
+                                "course module {c} has room {} in Moodle",
+                                m.rocketchatid
+                            ));
+                        } else if let Some(own) = self.established_room(c, &room_id, job).await? {
+                            refused = Some(format!("course module {c} has had room {own} of its own since before this restore"));
+                        } else {
+                            targets.insert(0, c);
+                            course = Some(m.course_id);
+                        }
+                    }
+                }
+                if let (true, Some(why)) = (targets.is_empty(), &refused) {
+                    return Ok(format!(
+                        "room {room_id} left archived: {why}, so this is not its restore"
+                    ));
+                }
                 // Without `unarchive-room` the room is still handed to the restored activity
                 // (its identity is right; its syncs record the missing permission and converge
                 // once it is granted) rather than the job going dead.
@@ -175,19 +208,6 @@ impl Engine {
                         unarchived = false;
                     }
                     Err(e) => return Err(self.bin_failure(cmid, job, e).await),
-                }
-                // The restored activity (a new cmid) takes the room over; then converge it.
-                // Unless Moodle gave it a room id of its own (the plugin made a new group on
-                // restore): the worker follows Moodle's ids.
-                let mut targets = live.clone();
-                let mut course = base.courseid;
-                if let Some(c) = p.cmid.filter(|c| !targets.contains(c)) {
-                    if let Some(m) = self.moodle.room_by_cmid(c).await? {
-                        if m.rocketchatid.is_empty() || m.rocketchatid == room_id {
-                            targets.insert(0, c);
-                            course = Some(m.course_id);
-                        }
-                    }
                 }
                 if let Some(&new_cmid) = targets.first() {
                     if new_cmid != base.cmid {
@@ -292,8 +312,33 @@ impl Engine {
         }
     }
 
+    /// The room `cmid` holds other than `original` when it is not the interim room of a
+    /// restore: one the worker did not create, or created more than [`INTERIM_WINDOW`]
+    /// before the restore was signalled. `None`: no other room, or an interim one.
+    async fn established_room(
+        &self,
+        cmid: i64,
+        original: &str,
+        job: &JobInfo,
+    ) -> Result<Option<String>, HandlerError> {
+        let Some(cur) = self.state.room(cmid).await? else {
+            return Ok(None);
+        };
+        let Some(own) = cur.room_id.clone().filter(|id| id != original) else {
+            return Ok(None);
+        };
+        if !matches!(cur.state, RoomState::Active | RoomState::Creating) {
+            return Ok(None);
+        }
+        let fresh = match self.state.room_created_at(cmid).await? {
+            Some(at) => cur.created_by_worker && at >= job.enqueued_at - INTERIM_WINDOW,
+            None => false,
+        };
+        Ok((!fresh).then_some(own))
+    }
+
     /// Before the restored module `cmid` takes its original room `original` back: deletes the
-    /// room the worker created for it meanwhile, if no other live module uses that one.
+    /// interim room the worker created for it meanwhile, if no other live module uses it.
     async fn drop_interim_room(
         &self,
         cmid: i64,
@@ -306,7 +351,10 @@ impl Engine {
         let Some(interim) = cur.room_id.clone().filter(|id| id != original) else {
             return Ok(());
         };
-        if !cur.created_by_worker || !matches!(cur.state, RoomState::Active | RoomState::Creating) {
+        if !cur.created_by_worker
+            || !matches!(cur.state, RoomState::Active | RoomState::Creating)
+            || self.established_room(cmid, original, job).await?.is_some()
+        {
             return Ok(());
         }
         if self
