@@ -212,6 +212,26 @@ pub trait ChatBackend: Send + Sync + 'static {
     async fn set_moderator(&self, room_id: &str, username: &str, moderator: bool)
         -> ChatResult<()>;
 
+    /// Several moderator grants and revocations of one room, each `(username, moderator)`.
+    /// The default makes one [`ChatBackend::set_moderator`] call per change; a backend whose
+    /// server keeps the roles in one document (Matrix power levels) overrides it to write
+    /// that document once per batch. Stops at the first error.
+    async fn set_moderators(&self, room_id: &str, changes: &[(String, bool)]) -> ChatResult<()> {
+        for (username, moderator) in changes {
+            self.set_moderator(room_id, username, *moderator).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `username` can name an account on this backend at all, checked before any
+    /// call so a name the server's grammar rejects is reported as such (Matrix localparts
+    /// allow only `a-z 0-9 . _ = - / +`). The refusal is a [`ChatError::Permanent`] with
+    /// code [`INVALID_USERNAME`]. The default accepts every name.
+    fn validate_username(&self, username: &str) -> ChatResult<()> {
+        let _ = username;
+        Ok(())
+    }
+
     /// Archives the room (read-only, hidden from active lists). Already archived: `Ok(())`.
     async fn archive_room(&self, room_id: &str) -> ChatResult<()>;
 
@@ -249,6 +269,10 @@ pub trait ChatBackend: Send + Sync + 'static {
         })
     }
 }
+
+/// The [`ChatError::Permanent`] code of a username the backend's grammar rejects (see
+/// [`ChatBackend::validate_username`]).
+pub const INVALID_USERNAME: &str = "invalid_username";
 
 /// When a rate-limited call may be retried.
 pub fn retry_after(err: &ChatError) -> Option<DateTime<Utc>> {
