@@ -104,7 +104,7 @@ $fn$;
 -- bin) or purged (deleted for good: only rooms rcjobs created are deleted), and the
 -- declarations go with the course.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_course()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   rule record;
   d record;
@@ -156,7 +156,7 @@ CREATE TRIGGER {prefix}rcjobs_course_upd AFTER UPDATE ON {schema}.{prefix}course
 -- stays archived). A bin restore makes a new course module, which is not declared. One primary-key probe of the (small) declarations table per
 -- qualifying change; modules without a declared room return at once.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_declared_cm()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   d record;
   binned boolean := false;

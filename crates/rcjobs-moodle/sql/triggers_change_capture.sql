@@ -1,69 +1,158 @@
--- Change-capture mode: row triggers on Moodle tables enqueue level-triggered jobs naming the
--- scope that changed. Each trigger does a constant number of index lookups per row, and any
--- error (queue schema missing, no permission, payload refused…) becomes a WARNING: the Moodle
--- write always succeeds.
+-- Change-capture mode: triggers on Moodle tables append level-triggered jobs naming the
+-- scope that changed to the outbox (triggers_common.sql), which the workers relay into the
+-- queue. Each trigger does a constant number of index lookups per row (set-based where Moodle
+-- writes many rows in one statement), and any error becomes a WARNING: the Moodle write
+-- always succeeds. No SET clause on the functions: names are schema-qualified and a SET costs
+-- a configuration save and restore per call.
 
--- role_assignments: enrol_role_assign / enrol_role_unassign.
-CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_role_assignments()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-  ra record;
-  lvl bigint;
-  inst bigint;
-  course bigint;
+-- The room tests are written out (rcjobs_course_has_rooms' body) rather than called: the
+-- planner does not inline that function here, and calling it per row cost five times the
+-- rest of the capture.
+
+-- role_assignments: enrol_role_assign / enrol_role_unassign. Statement-level, reading the
+-- transition table: a cohort or flat-file sync writing thousands of rows in one statement
+-- pays one set-based INSERT ... SELECT (and one subtransaction), not one plpgsql call, three
+-- lookups and one subtransaction per row; rows are appended in their id order.
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_role_assignments_ins()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  IF TG_OP = 'DELETE' THEN ra := OLD; ELSE ra := NEW; END IF;
-  SELECT contextlevel, instanceid INTO lvl, inst FROM {schema}.{prefix}context WHERE id = ra.contextid;
-  IF lvl = 50 THEN
-    course := inst;
-    IF NOT {schema}.{prefix}rcjobs_course_has_rooms(course) THEN RETURN NULL; END IF;
-  ELSIF lvl = 70 THEN
-    IF NOT {schema}.{prefix}rcjobs_cm_has_room(inst) THEN RETURN NULL; END IF;
-    SELECT cm.course INTO course FROM {schema}.{prefix}course_modules cm WHERE cm.id = inst;
-  ELSIF lvl IN (10, 40) THEN
-    course := NULL; -- affects every room below this context
-  ELSE
-    RETURN NULL;
-  END IF;
-  PERFORM {schema}.{prefix}rcjobs_enqueue(
-    CASE TG_OP WHEN 'INSERT' THEN 'enrol_role_assign' ELSE 'enrol_role_unassign' END,
-    jsonb_build_object('courseid', course, 'roleid', ra.roleid, 'userid', ra.userid,
-      'context', jsonb_build_object('id', ra.contextid, 'contextlevel', lvl, 'instanceid', inst)),
-    'role:' || lvl || ':' || inst || ':' || ra.userid, NULL);
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, dedup_key)
+  SELECT 'enrol_role_assign',
+         jsonb_build_object('courseid', CASE c.contextlevel WHEN 50 THEN c.instanceid WHEN 70 THEN cm.course END,
+           'roleid', ra.roleid, 'userid', ra.userid,
+           'context', jsonb_build_object('id', ra.contextid, 'contextlevel', c.contextlevel, 'instanceid', c.instanceid)),
+         'role:' || c.contextlevel || ':' || c.instanceid || ':' || ra.userid
+    FROM rcjobs_new ra
+    JOIN {schema}.{prefix}context c ON c.id = ra.contextid
+    LEFT JOIN {schema}.{prefix}course_modules cm ON c.contextlevel = 70 AND cm.id = c.instanceid
+   WHERE c.contextlevel IN (10, 40)
+      OR (c.contextlevel = 50 AND (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
+                  WHERE cm1.course = c.instanceid
+                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
+          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = c.instanceid)))
+      OR (c.contextlevel = 70 AND {schema}.{prefix}rcjobs_cm_has_room(c.instanceid))
+   ORDER BY ra.id;
   RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
-  RAISE WARNING 'rcjobs: role_assignments % not captured (% %)', TG_OP, SQLSTATE, SQLERRM;
+  RAISE WARNING 'rcjobs: role_assignments INSERT not captured (% %)', SQLSTATE, SQLERRM;
   RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER {prefix}rcjobs_role_assignments AFTER INSERT OR DELETE ON {schema}.{prefix}role_assignments
-  FOR EACH ROW EXECUTE FUNCTION {schema}.{prefix}rcjobs_role_assignments();
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_role_assignments_del()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, dedup_key)
+  SELECT 'enrol_role_unassign',
+         jsonb_build_object('courseid', CASE c.contextlevel WHEN 50 THEN c.instanceid WHEN 70 THEN cm.course END,
+           'roleid', ra.roleid, 'userid', ra.userid,
+           'context', jsonb_build_object('id', ra.contextid, 'contextlevel', c.contextlevel, 'instanceid', c.instanceid)),
+         'role:' || c.contextlevel || ':' || c.instanceid || ':' || ra.userid
+    FROM rcjobs_old ra
+    JOIN {schema}.{prefix}context c ON c.id = ra.contextid
+    LEFT JOIN {schema}.{prefix}course_modules cm ON c.contextlevel = 70 AND cm.id = c.instanceid
+   WHERE c.contextlevel IN (10, 40)
+      OR (c.contextlevel = 50 AND (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
+                  WHERE cm1.course = c.instanceid
+                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
+          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = c.instanceid)))
+      OR (c.contextlevel = 70 AND {schema}.{prefix}rcjobs_cm_has_room(c.instanceid))
+   ORDER BY ra.id;
+  RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'rcjobs: role_assignments DELETE not captured (% %)', SQLSTATE, SQLERRM;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER {prefix}rcjobs_role_assignments_ins AFTER INSERT ON {schema}.{prefix}role_assignments
+  REFERENCING NEW TABLE AS rcjobs_new
+  FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{prefix}rcjobs_role_assignments_ins();
+CREATE TRIGGER {prefix}rcjobs_role_assignments_del AFTER DELETE ON {schema}.{prefix}role_assignments
+  REFERENCING OLD TABLE AS rcjobs_old
+  FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{prefix}rcjobs_role_assignments_del();
 
 -- user_enrolments: enrolment (created, deleted, status or window changed). A window that
--- opens or closes in the future also gets a job scheduled at that moment.
-CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_user_enrolments()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+-- opens or closes in the future also gets a job scheduled at that moment. Insert and delete
+-- are statement-level (the bulk enrolment paths); an update stays a row trigger whose WHEN
+-- keeps Moodle's frequent timemodified-only updates free.
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_user_enrolments_ins()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
-  ue record;
+  nowts bigint := extract(epoch FROM now())::bigint;
+  far bigint;
+BEGIN
+  WITH ue AS (
+    SELECT r.id, r.enrolid, r.userid, r.timestart, r.timeend, e.courseid AS course
+      FROM rcjobs_new r JOIN {schema}.{prefix}enrol e ON e.id = r.enrolid
+     WHERE (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
+                  WHERE cm1.course = e.courseid
+                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
+          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = e.courseid))),
+  jobs AS (
+    SELECT ue.id, 0 AS seq, NULL::bigint AS at, ue.enrolid, ue.userid, ue.course FROM ue
+    UNION ALL SELECT ue.id, 1, ue.timestart, ue.enrolid, ue.userid, ue.course FROM ue WHERE ue.timestart > nowts
+    UNION ALL SELECT ue.id, 2, ue.timeend, ue.enrolid, ue.userid, ue.course FROM ue WHERE ue.timeend > nowts)
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, run_at, dedup_key)
+  SELECT 'enrolment', jsonb_build_object('userid', j.userid, 'courseid', j.course, 'enrolid', j.enrolid),
+         to_timestamp(j.at),
+         'enrolment:' || j.course || ':' || j.userid || coalesce(':at:' || j.at, '')
+    FROM jobs j
+   WHERE j.at IS NULL OR j.at < 253402300800
+   ORDER BY j.id, j.seq;
+  SELECT max(greatest(r.timestart, r.timeend)) INTO far FROM rcjobs_new r;
+  IF far >= 253402300800 THEN
+    RAISE WARNING 'rcjobs: enrolment at Moodle time % is past year 9999; no job scheduled for it', far;
+  END IF;
+  RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'rcjobs: user_enrolments INSERT not captured (% %)', SQLSTATE, SQLERRM;
+  RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_user_enrolments_del()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  WITH ue AS (
+    SELECT r.id, r.enrolid, r.userid, r.timestart, r.timeend, e.courseid AS course
+      FROM rcjobs_old r JOIN {schema}.{prefix}enrol e ON e.id = r.enrolid
+     WHERE (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
+                  WHERE cm1.course = e.courseid
+                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
+          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = e.courseid))),
+  jobs AS (
+    SELECT ue.id, 0 AS seq, NULL::bigint AS at, ue.enrolid, ue.userid, ue.course FROM ue)
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, run_at, dedup_key)
+  SELECT 'enrolment', jsonb_build_object('userid', j.userid, 'courseid', j.course, 'enrolid', j.enrolid),
+         to_timestamp(j.at),
+         'enrolment:' || j.course || ':' || j.userid || coalesce(':at:' || j.at, '')
+    FROM jobs j
+   WHERE j.at IS NULL OR j.at < 253402300800
+   ORDER BY j.id, j.seq;
+  RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'rcjobs: user_enrolments DELETE not captured (% %)', SQLSTATE, SQLERRM;
+  RETURN NULL;
+END
+$fn$;
+-- An update, one row: the same jobs as an insert of the new row.
+CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_user_enrolments()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
   course bigint;
   payload jsonb;
   nowts bigint := extract(epoch FROM now())::bigint;
 BEGIN
-  IF TG_OP = 'DELETE' THEN ue := OLD; ELSE ue := NEW; END IF;
-  SELECT e.courseid INTO course FROM {schema}.{prefix}enrol e WHERE e.id = ue.enrolid;
+  SELECT e.courseid INTO course FROM {schema}.{prefix}enrol e WHERE e.id = NEW.enrolid;
   IF course IS NULL OR NOT {schema}.{prefix}rcjobs_course_has_rooms(course) THEN RETURN NULL; END IF;
-  payload := jsonb_build_object('userid', ue.userid, 'courseid', course, 'enrolid', ue.enrolid);
+  payload := jsonb_build_object('userid', NEW.userid, 'courseid', course, 'enrolid', NEW.enrolid);
   PERFORM {schema}.{prefix}rcjobs_enqueue('enrolment', payload,
-    'enrolment:' || course || ':' || ue.userid, NULL);
-  IF TG_OP <> 'DELETE' THEN
-    IF ue.timestart > nowts THEN
-      PERFORM {schema}.{prefix}rcjobs_enqueue_at('enrolment', payload,
-        'enrolment:' || course || ':' || ue.userid || ':at:' || ue.timestart, NULL, ue.timestart);
-    END IF;
-    IF ue.timeend > nowts THEN
-      PERFORM {schema}.{prefix}rcjobs_enqueue_at('enrolment', payload,
-        'enrolment:' || course || ':' || ue.userid || ':at:' || ue.timeend, NULL, ue.timeend);
-    END IF;
+    'enrolment:' || course || ':' || NEW.userid, NULL);
+  IF NEW.timestart > nowts THEN
+    PERFORM {schema}.{prefix}rcjobs_enqueue_at('enrolment', payload,
+      'enrolment:' || course || ':' || NEW.userid || ':at:' || NEW.timestart, NULL, NEW.timestart);
+  END IF;
+  IF NEW.timeend > nowts THEN
+    PERFORM {schema}.{prefix}rcjobs_enqueue_at('enrolment', payload,
+      'enrolment:' || course || ':' || NEW.userid || ':at:' || NEW.timeend, NULL, NEW.timeend);
   END IF;
   RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
@@ -71,8 +160,12 @@ EXCEPTION WHEN OTHERS THEN
   RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER {prefix}rcjobs_user_enrolments_ins_del AFTER INSERT OR DELETE ON {schema}.{prefix}user_enrolments
-  FOR EACH ROW EXECUTE FUNCTION {schema}.{prefix}rcjobs_user_enrolments();
+CREATE TRIGGER {prefix}rcjobs_user_enrolments_ins AFTER INSERT ON {schema}.{prefix}user_enrolments
+  REFERENCING NEW TABLE AS rcjobs_new
+  FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{prefix}rcjobs_user_enrolments_ins();
+CREATE TRIGGER {prefix}rcjobs_user_enrolments_del AFTER DELETE ON {schema}.{prefix}user_enrolments
+  REFERENCING OLD TABLE AS rcjobs_old
+  FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{prefix}rcjobs_user_enrolments_del();
 CREATE TRIGGER {prefix}rcjobs_user_enrolments_upd AFTER UPDATE ON {schema}.{prefix}user_enrolments
   FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.timestart IS DISTINCT FROM NEW.timestart
                      OR OLD.timeend IS DISTINCT FROM NEW.timeend OR OLD.enrolid IS DISTINCT FROM NEW.enrolid
@@ -82,7 +175,7 @@ CREATE TRIGGER {prefix}rcjobs_user_enrolments_upd AFTER UPDATE ON {schema}.{pref
 -- enrol: an instance enabled or disabled changes many users at once, with no per-user event:
 -- synchronize_group for each room of the course.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_enrol()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   PERFORM {schema}.{prefix}rcjobs_sync_course_rooms(NEW.courseid);
   RETURN NULL;
@@ -99,7 +192,7 @@ CREATE TRIGGER {prefix}rcjobs_enrol AFTER UPDATE ON {schema}.{prefix}enrol
 -- rewrites the username in the same UPDATE, so the old one travels in the payload, under
 -- its own dedup key: folded into a pending 'user:<id>' job (no username) it would be lost.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_user()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   IF NEW.deleted <> 0 AND OLD.deleted = 0 THEN
     PERFORM {schema}.{prefix}rcjobs_enqueue('synchronize_user_everywhere',
@@ -121,7 +214,7 @@ CREATE TRIGGER {prefix}rcjobs_user AFTER UPDATE ON {schema}.{prefix}user
 -- course_modules (rocketchat modules only): deletion in progress -> recyclebin trash (and back
 -- -> restore); instance linked (add or restore of an activity) -> restore; visibility -> sync.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_course_modules()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   gid text;
 BEGIN
@@ -165,7 +258,7 @@ CREATE TRIGGER {prefix}rcjobs_course_modules_upd AFTER UPDATE ON {schema}.{prefi
 -- live activity of that name was (re)created in the course since binning, else purge. The
 -- worker re-checks at run time (a group still used by a live activity is never deleted).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_recyclebin_course()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   rm record;
 BEGIN

@@ -2,16 +2,35 @@
 -- {prefix} the validated Moodle table prefix. Every object is named {prefix}rcjobs_* so that
 -- uninstall can find and drop exactly these.
 
--- Enqueue through the queue's SQL contract. Positional call (signature in docs/design.md):
--- kind, payload, queue, priority, run_at, dedup_key, exclusion_key, max_attempts.
--- Keys follow rcjobs_producer's Job::keys() for the same payload, so jobs enqueued here and
--- from Rust fold together: user-scoped kinds (they only fan out to room syncs) take no
--- exclusion key; room-scoped kinds that know their cmid hold the room lock 'room:<cmid>'.
+-- The outbox: what the triggers capture, in the Moodle database itself, so a capture never
+-- depends on where the queue lives (same database, another one, another server) and costs
+-- Moodle one plain append: no validation, no dedup, no lane lock, no foreign schema. The
+-- workers' relay (rcjobs_moodle::outbox) moves the rows into the queue in id order,
+-- coalescing there, and deletes them only after the jobs are committed in the queue
+-- database. Kept by uninstall (rows still pending get relayed); created once, never altered
+-- in place, so a reinstall keeps what is pending.
+CREATE TABLE IF NOT EXISTS {schema}.{prefix}rcjobs_outbox (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind text NOT NULL,
+  payload jsonb NOT NULL,
+  priority smallint NOT NULL DEFAULT 0,
+  run_at timestamptz,
+  dedup_key text,
+  exclusion_key text
+);
+COMMENT ON TABLE {schema}.{prefix}rcjobs_outbox IS
+  'rcjobs change capture: jobs waiting for the rcjobs workers'' relay (rows are deleted once in the queue)';
+
+-- The job a change asks for, appended to the outbox. Keys follow rcjobs_producer's
+-- Job::keys() for the same payload, so jobs captured here and enqueued from Rust fold
+-- together: user-scoped kinds (they only fan out to room syncs) take no exclusion key;
+-- room-scoped kinds that know their cmid hold the room lock 'room:<cmid>'. No SET clause:
+-- every name is schema-qualified, the function runs with the caller's rights, and a SET
+-- would cost a configuration save and restore on every captured row.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_enqueue(p_kind text, p_payload jsonb, p_dedup text, p_exclusion text, p_run_at timestamptz DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
-BEGIN
-  PERFORM rcjobs.enqueue(p_kind, p_payload, 'default'::text, 0::smallint, p_run_at, p_dedup, p_exclusion, NULL::int);
-END
+RETURNS void LANGUAGE sql AS $fn$
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, priority, run_at, dedup_key, exclusion_key)
+  VALUES (p_kind, p_payload, 0, p_run_at, p_dedup, p_exclusion)
 $fn$;
 
 -- Room work: a new or restored activity's room, the recycle bin, a room's own settings. It is
@@ -20,12 +39,10 @@ $fn$;
 -- everything), -10 for a room sync (the worker's own room syncs use -10 too,
 -- rcjobs_worker::engine::ROOM_SYNC_PRIORITY).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_enqueue_room(p_kind text, p_payload jsonb, p_dedup text, p_exclusion text)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
-BEGIN
-  PERFORM rcjobs.enqueue(p_kind, p_payload, 'default'::text,
-    (CASE WHEN p_kind = 'synchronize_group' THEN -10 ELSE -20 END)::smallint,
-    NULL::timestamptz, p_dedup, p_exclusion, NULL::int);
-END
+RETURNS void LANGUAGE sql AS $fn$
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, priority, run_at, dedup_key, exclusion_key)
+  VALUES (p_kind, p_payload, (CASE WHEN p_kind = 'synchronize_group' THEN -10 ELSE -20 END)::smallint,
+          NULL, p_dedup, p_exclusion)
 $fn$;
 
 -- Schedules a job at a Moodle time (unix seconds, e.g. an enrolment's timeend). A time at or
@@ -33,7 +50,7 @@ $fn$;
 -- has been seen) names no instant the queue can hold: nothing is scheduled for it, with a
 -- warning, and the change's immediate job stands.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_enqueue_at(p_kind text, p_payload jsonb, p_dedup text, p_exclusion text, p_epoch bigint)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
   IF p_epoch >= 253402300800 THEN
     RAISE WARNING 'rcjobs: % at Moodle time % is past year 9999; no job scheduled for it', p_kind, p_epoch;
@@ -45,14 +62,14 @@ $fn$;
 
 -- modules.id of 'rocketchat' (index modules.name).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_rc_module()
-RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS bigint LANGUAGE sql STABLE AS $fn$
   SELECT min(id) FROM {schema}.{prefix}modules WHERE name = 'rocketchat'
 $fn$;
 
 -- Whether a course has at least one chat room: a chat activity (index course_modules.course)
 -- or a room declared in standalone mode (index rcjobs_room.courseid).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_course_has_rooms(p_course bigint)
-RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS boolean LANGUAGE sql STABLE AS $fn$
   SELECT EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm
                   WHERE cm.course = p_course AND cm.module = {schema}.{prefix}rcjobs_rc_module())
       OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = p_course)
@@ -60,7 +77,7 @@ $fn$;
 
 -- Whether course module p_cmid has a chat room: a chat activity or a declared room.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_cm_has_room(p_cmid bigint)
-RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS boolean LANGUAGE sql STABLE AS $fn$
   SELECT EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm
                   WHERE cm.id = p_cmid AND cm.module = {schema}.{prefix}rcjobs_rc_module())
       OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.roomkey = p_cmid)

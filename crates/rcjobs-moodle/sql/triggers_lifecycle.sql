@@ -14,7 +14,7 @@
 -- item), else purge. The worker re-checks: it matches the old rooms to the new course's
 -- activities, and deletes only rooms it created and no live activity uses.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_recyclebin_category()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   v_course bigint;
   rm record;
@@ -66,7 +66,7 @@ CREATE TRIGGER {prefix}rcjobs_recyclebin_category AFTER INSERT OR DELETE ON {sch
 -- activity of the course, up to the log row's time (messages posted after the reset stay).
 -- The WHEN clause keeps every other log insert at one string comparison.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_course_reset()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   flag text;
   rm record;

@@ -2,7 +2,7 @@
 -- customdata is reduced to ids (no user rows, no password hashes). If anything fails, the row
 -- is let through unchanged so Moodle's cron still runs it: nothing is lost.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_task_adhoc()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   cls text := regexp_replace(NEW.classname, '^\\?mod_rocketchat\\task\\', '');
   cd jsonb;

@@ -7,7 +7,7 @@
 -- changed -> synchronize_group; delete -> purge, unless the activity went to a recycle bin
 -- (then the bin insert already asked for trash).
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_rocketchat()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   cmid bigint;
   binned boolean := false;

@@ -14,6 +14,7 @@
 
 pub mod fixture;
 pub mod model;
+pub mod outbox;
 pub mod schema;
 pub mod settings;
 pub mod standalone;

@@ -1,11 +1,19 @@
-//! The SQL trigger set that turns Moodle activity into rcjobs jobs (`rcjobs.enqueue`).
+//! The SQL trigger set that turns Moodle activity into rcjobs jobs.
+//!
+//! The triggers do not call the queue: they append the job each change asks for to the
+//! capture outbox, `{prefix}rcjobs_outbox` in the Moodle database, and the workers relay it
+//! into the queue ([`crate::outbox`]). So a capture costs Moodle one plain append (no
+//! validation, dedup or lane lock inside Moodle's transaction) and works wherever the queue
+//! lives: the same database, another one, another server (docs/decisions/0011-capture.md).
 //!
 //! Two modes (install one; installing switches):
 //! * [`TriggerMode::Plugin`]: a `BEFORE INSERT` trigger on `task_adhoc` turns each adhoc task
 //!   mod_rocketchat queues into a job, reduced to ids, and drops the row (`RETURN NULL`), so
-//!   Moodle's cron never runs it. If the enqueue fails for any reason, the row goes through
+//!   Moodle's cron never runs it. If the capture fails for any reason, the row goes through
 //!   unchanged and Moodle's cron runs it as before: nothing is lost.
-//! * [`TriggerMode::ChangeCapture`]: `AFTER` row triggers on `role_assignments`,
+//! * [`TriggerMode::ChangeCapture`]: `AFTER` triggers (statement-level with transition
+//!   tables for the inserts and deletes of `role_assignments` and `user_enrolments`, which
+//!   Moodle's bulk enrolment paths write by the thousand; row-level elsewhere) on `role_assignments`,
 //!   `user_enrolments`, `enrol`, `user`, `course_modules`, `rocketchat`,
 //!   `tool_recyclebin_course` and `tool_recyclebin_category`, plus `logstore_standard_log`
 //!   (course resets, one `WHEN` test per log row) when that table exists, for sites that do
@@ -17,8 +25,9 @@
 //! if missing; [`uninstall`] keeps them (they hold the operator's declarations).
 //!
 //! Containment: every trigger body runs in `BEGIN … EXCEPTION WHEN OTHERS THEN RAISE WARNING`
-//! so a missing or broken rcjobs schema, a missing grant or a refused payload never makes the
-//! Moodle write fail. Each trigger does a constant number of index lookups per row.
+//! so a missing grant or a broken outbox never makes the Moodle write fail. Each trigger does
+//! a constant number of index lookups per row. [`install_with`] refuses a setup in which a
+//! captured change could be dropped (see [`InstallOptions`]).
 //!
 //! Objects are schema-qualified (the Moodle schema is the connection's `current_schema()` at
 //! install time) and named `<prefix>rcjobs_*`, so several Moodle sites (prefixes) can share a
@@ -142,9 +151,116 @@ async fn drop_all(conn: &mut PgConnection, schema: &str, prefix: &Prefix) -> Res
     Ok(funcs.len() as u64)
 }
 
-/// Installs the `mode` trigger set (removing any previously installed rcjobs triggers first),
-/// in one transaction. Idempotent and safe to run concurrently.
+/// Who must reach the outbox besides the installing role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallOptions {
+    /// The role the workers use on the Moodle database (`MOODLE_DATABASE_URL`), when it is
+    /// not the installing role: it is granted `SELECT, DELETE` on the outbox (the relay), and
+    /// the install is refused if it does not exist.
+    pub relay_role: Option<String>,
+}
+
+/// Installs the `mode` trigger set with the default [`InstallOptions`] (the workers use the
+/// installing role on the Moodle database).
 pub async fn install(pool: &PgPool, prefix: &Prefix, mode: TriggerMode) -> Result<()> {
+    install_with(pool, prefix, mode, &InstallOptions::default()).await
+}
+
+/// Whether `role` names an existing role (a plain identifier check first: it is spliced into
+/// a GRANT).
+fn valid_role(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 63
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Reasons a captured change could be dropped in this database, checked before installing.
+async fn refusals(
+    conn: &mut PgConnection,
+    schema: &str,
+    prefix: &Prefix,
+    mode: TriggerMode,
+    opts: &InstallOptions,
+) -> Result<Vec<String>> {
+    let mut why = Vec::new();
+    // A role or database set to session_replication_role = replica fires no ordinary
+    // trigger: Moodle's writes under it would never be captured.
+    let tables: Vec<String> = mode
+        .tables()
+        .iter()
+        .map(|t| format!("{schema}.{}{t}", prefix.as_str()))
+        .collect();
+    let replica: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT coalesce(r.rolname, '(every role)') || ' in ' || coalesce(d.datname, 'every database')
+           FROM pg_db_role_setting s
+           LEFT JOIN pg_roles r ON r.oid = s.setrole
+           LEFT JOIN pg_database d ON d.oid = s.setdatabase
+          WHERE (s.setdatabase = 0 OR d.datname = current_database())
+            AND (s.setrole = 0 OR r.rolname = current_user OR r.oid IN (
+                   SELECT c.relowner FROM pg_class c WHERE c.oid = ANY (
+                     SELECT to_regclass(t) FROM unnest($1::text[]) t)))
+            AND EXISTS (SELECT 1 FROM unnest(s.setconfig) g WHERE g = 'session_replication_role=replica')
+          ORDER BY 1",
+    )
+    .bind(&tables)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in replica {
+        why.push(format!(
+            "session_replication_role = replica is set for {r}: triggers do not fire there, so Moodle's writes would not be captured"
+        ));
+    }
+    if let Some(role) = &opts.relay_role {
+        let exists: bool = valid_role(role)
+            && sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(role)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            why.push(format!(
+                "relay role {role:?} does not exist: no worker could move the captured changes out of the outbox"
+            ));
+        }
+    }
+    Ok(why)
+}
+
+/// The roles Moodle writes the captured tables as (their owners) and the installer: each
+/// must be able to append to the outbox, or its changes would end as warnings.
+async fn grant_writers(conn: &mut PgConnection, schema: &str, prefix: &Prefix) -> Result<()> {
+    let outbox = format!("{schema}.{}rcjobs_outbox", prefix.as_str());
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT quote_ident(pg_get_userbyid(c.relowner)) FROM pg_class c
+          WHERE c.relnamespace = $1::regnamespace AND c.relname LIKE $2 AND c.relkind = 'r'
+            AND NOT has_table_privilege(c.relowner, $3::regclass, 'INSERT')",
+    )
+    .bind(schema)
+    .bind(format!("{}%", like_escape(prefix.as_str())))
+    .bind(&outbox)
+    .fetch_all(&mut *conn)
+    .await?;
+    for o in owners {
+        // `o` is quote_ident output of an existing role; `outbox` the validated names.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "GRANT INSERT ON {outbox} TO {o}"
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Installs the `mode` trigger set (removing any previously installed rcjobs triggers first),
+/// in one transaction, and the capture outbox if missing. Idempotent and safe to run
+/// concurrently. Refused, with every reason, when a captured change could be dropped.
+pub async fn install_with(
+    pool: &PgPool,
+    prefix: &Prefix,
+    mode: TriggerMode,
+    opts: &InstallOptions,
+) -> Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('rcjobs_moodle_triggers'))")
         .execute(&mut *tx)
@@ -172,6 +288,13 @@ pub async fn install(pool: &PgPool, prefix: &Prefix, mode: TriggerMode) -> Resul
             )));
         }
     }
+    let why = refusals(&mut tx, &schema, prefix, mode, opts).await?;
+    if !why.is_empty() {
+        return Err(MoodleError::Invalid(format!(
+            "refusing to install the {mode} trigger set, captured changes could be dropped: {}",
+            why.join("; ")
+        )));
+    }
     drop_all(&mut tx, &schema, prefix).await?;
     let scripts: &[&str] = match mode {
         TriggerMode::Plugin => &[STANDALONE_TABLES_SQL, COMMON_SQL, PLUGIN_SQL],
@@ -193,13 +316,24 @@ pub async fn install(pool: &PgPool, prefix: &Prefix, mode: TriggerMode) -> Resul
             .execute(&mut *tx)
             .await?;
     }
+    grant_writers(&mut tx, &schema, prefix).await?;
+    if let Some(role) = &opts.relay_role {
+        // Checked by `refusals`: an existing role of plain identifier characters.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "GRANT SELECT, DELETE ON {schema}.{}rcjobs_outbox TO \"{role}\"",
+            prefix.as_str()
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     tracing::info!(%mode, prefix = prefix.as_str(), %schema, "rcjobs trigger set installed");
     Ok(())
 }
 
 /// Removes every rcjobs trigger and trigger function for this prefix (both modes). Moodle's
-/// tables and data are untouched. Idempotent.
+/// tables and data are untouched, and so is the outbox: rows still in it get relayed.
+/// Idempotent.
 pub async fn uninstall(pool: &PgPool, prefix: &Prefix) -> Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('rcjobs_moodle_triggers'))")

@@ -107,6 +107,10 @@ async fn a_retention_edit_enqueues_a_room_sync() {
         .await
         .unwrap();
     let jobs = || async {
+        // What the triggers captured, moved into the queue as the workers' relay does.
+        rcjobs_moodle::outbox::relay_all(pool, pool, &p)
+            .await
+            .unwrap();
         let v: Vec<(String, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT kind, dedup_key, exclusion_key FROM rcjobs.job ORDER BY id")
                 .fetch_all(pool)

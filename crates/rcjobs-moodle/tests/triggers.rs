@@ -1,9 +1,10 @@
-//! The trigger set: install/uninstall (twice), containment (Moodle writes succeed without a
-//! queue), plugin-mode interception of mod_rocketchat's exact customdata shapes, and one test
+//! The trigger set: install/uninstall (twice), containment (captures need no queue, a broken
+//! outbox never fails a Moodle write), plugin-mode interception of mod_rocketchat's exact customdata shapes, and one test
 //! per captured table in change-capture mode, against the real queue schema.
 #![allow(clippy::unwrap_used)]
 
 use rcjobs_moodle::fixture::{self, FixtureSpec, UserSet};
+use rcjobs_moodle::outbox;
 use rcjobs_moodle::triggers::{self, TriggerMode};
 use rcjobs_moodle::{schema, MoodleDb, Prefix};
 use rcjobs_producer::Job;
@@ -61,8 +62,18 @@ fn assert_producer_keys(jobs: &[(String, Value, Option<String>, Option<String>)]
     }
 }
 
-/// (kind, payload, dedup_key, exclusion_key) of every job, in id order, then deleted.
+/// Moves what the triggers captured into the queue, as the workers' relay does.
+async fn relay(pool: &PgPool) {
+    let p = Prefix::new("mdl_").unwrap();
+    let r = outbox::relay_all(pool, pool, &p).await.unwrap();
+    assert_eq!(r.refused, 0, "{r:?}");
+    assert_eq!(outbox::pending(pool, &p).await.unwrap(), 0);
+}
+
+/// (kind, payload, dedup_key, exclusion_key) of every job, in id order, then deleted (the
+/// outbox relayed first).
 async fn drain(pool: &PgPool) -> Vec<(String, Value, Option<String>, Option<String>)> {
+    relay(pool).await;
     let rows: Vec<(String, Value, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT kind, payload, dedup_key, exclusion_key FROM rcjobs.job ORDER BY id",
     )
@@ -107,7 +118,7 @@ async fn install_twice_switch_modes_and_uninstall_leaves_moodle_untouched() {
             .unwrap();
     }
     let cc = triggers::installed(&s.db.pool, &s.p).await.unwrap();
-    assert_eq!(cc.len(), 15, "{cc:?}");
+    assert_eq!(cc.len(), 17, "{cc:?}");
     triggers::install(&s.db.pool, &s.p, TriggerMode::Plugin)
         .await
         .unwrap();
@@ -134,41 +145,96 @@ async fn install_twice_switch_modes_and_uninstall_leaves_moodle_untouched() {
 }
 
 #[tokio::test]
-async fn moodle_writes_succeed_without_the_queue_schema() {
+async fn capture_needs_no_queue_and_a_broken_outbox_never_fails_moodle() {
     let s = site(false).await;
     let pool = &s.db.pool;
     triggers::install(pool, &s.p, TriggerMode::ChangeCapture)
         .await
         .unwrap();
     let course = s.sum.course_ids[0];
-    let n = fixture::mass_enrol(
-        pool,
-        &s.p,
-        course,
-        &UserSet::Range {
-            first: s.sum.first_user_id,
-            last: s.sum.last_user_id,
-        },
-        "student",
-    )
-    .await
-    .unwrap();
-    assert!(n > 0);
-    sqlx::query("UPDATE mdl_user SET suspended = 1 WHERE id = $1")
-        .bind(s.sum.first_user_id)
+    let writes = || async {
+        let n = fixture::mass_enrol(
+            pool,
+            &s.p,
+            course,
+            &UserSet::Range {
+                first: s.sum.first_user_id,
+                last: s.sum.last_user_id,
+            },
+            "student",
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE mdl_user SET suspended = 1 - suspended WHERE id = $1")
+            .bind(s.sum.first_user_id)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM mdl_role_assignments WHERE userid = $1")
+            .bind(s.sum.first_user_id)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE mdl_enrol SET status = 1 - status WHERE courseid = $1")
+            .bind(course)
+            .execute(pool)
+            .await
+            .unwrap();
+        n
+    };
+    // No queue in this database at all: the changes wait in the outbox.
+    assert!(writes().await > 0);
+    let captured = outbox::pending(pool, &s.p).await.unwrap();
+    assert!(captured > 0);
+
+    // Plugin mode: the task is captured and dropped, whatever the queue.
+    triggers::install(pool, &s.p, TriggerMode::Plugin)
+        .await
+        .unwrap();
+    let task = "INSERT INTO mdl_task_adhoc (component, classname, nextruntime, customdata, timecreated)
+         VALUES ('mod_rocketchat', '\\mod_rocketchat\\task\\synchronize_user_everywhere', 1, '{\"userid\":5}', 1)";
+    sqlx::query(task).execute(pool).await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM mdl_task_adhoc")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    assert_eq!(outbox::pending(pool, &s.p).await.unwrap(), captured + 1);
+
+    // A queue refusing every job (schema there, no kind registered): the relay drops the
+    // refused jobs with a warning instead of blocking on them, as the triggers did.
+    rcjobs_queue::migrate(pool).await.unwrap();
+    let r = outbox::relay_all(pool, pool, &s.p).await.unwrap();
+    assert!(r.refused > 0 && r.rows as i64 == captured + 1, "{r:?}");
+    assert_eq!(outbox::pending(pool, &s.p).await.unwrap(), 0);
+
+    // A broken outbox (gone, or the grant revoked) never fails a Moodle write; in plugin
+    // mode the task stays for Moodle's cron.
+    sqlx::query("DROP TABLE mdl_rcjobs_outbox")
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM mdl_role_assignments WHERE userid = $1")
-        .bind(s.sum.first_user_id)
+    sqlx::query(task).execute(pool).await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM mdl_task_adhoc")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+    triggers::uninstall(pool, &s.p).await.unwrap();
+    sqlx::query("DELETE FROM mdl_user_enrolments")
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE mdl_enrol SET status = 1 WHERE courseid = $1")
-        .bind(course)
+    // A reinstall recreates the outbox; dropping it under the change-capture triggers
+    // leaves every Moodle write working.
+    triggers::install(pool, &s.p, TriggerMode::ChangeCapture)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE mdl_rcjobs_outbox")
         .execute(pool)
         .await
         .unwrap();
+    assert!(writes().await > 0);
     sqlx::query("UPDATE mdl_course_modules SET deletioninprogress = 1 WHERE course = $1")
         .bind(course)
         .execute(pool)
@@ -179,38 +245,6 @@ async fn moodle_writes_succeed_without_the_queue_schema() {
         .execute(pool)
         .await
         .unwrap();
-
-    // Plugin mode: the adhoc row is kept so Moodle's cron still runs it.
-    triggers::install(pool, &s.p, TriggerMode::Plugin)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO mdl_task_adhoc (component, classname, nextruntime, customdata, timecreated)
-         VALUES ('mod_rocketchat', '\\mod_rocketchat\\task\\synchronize_user_everywhere', 1, '{\"userid\":5}', 1)",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM mdl_task_adhoc")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(kept, 1);
-
-    // A broken queue (schema there, enqueue refusing) is contained the same way.
-    rcjobs_queue::migrate(pool).await.unwrap(); // no kinds registered: every enqueue is refused
-    sqlx::query(
-        "INSERT INTO mdl_task_adhoc (component, classname, nextruntime, customdata, timecreated)
-         VALUES ('mod_rocketchat', '\\mod_rocketchat\\task\\synchronize_user_everywhere', 1, '{\"userid\":5}', 1)",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM mdl_task_adhoc")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(kept, 2);
 }
 
 fn php_user_row(id: i64) -> Value {
@@ -402,6 +436,7 @@ async fn change_capture_enqueues_per_captured_table() {
         .execute(pool)
         .await
         .unwrap();
+    relay(pool).await;
     let at: f64 = sqlx::query_scalar(
         "SELECT extract(epoch FROM run_at)::float8 FROM rcjobs.job WHERE dedup_key LIKE '%:at:%'",
     )
@@ -549,6 +584,7 @@ async fn change_capture_enqueues_per_captured_table() {
         .await
         .unwrap();
     // the new activity's room is claimed ahead of any fan-out backlog
+    relay(pool).await;
     let priority: i16 =
         sqlx::query_scalar("SELECT priority FROM rcjobs.job WHERE kind = 'restore'")
             .fetch_one(pool)

@@ -199,6 +199,15 @@ impl WorkerStack {
                 stop.clone(),
             )));
         }
+        // The capture outbox (docs/decisions/0011-capture.md): every replica runs the relay;
+        // an advisory lock lets one at a time move rows.
+        tasks.push(tokio::spawn(rcjobs_moodle::outbox::run(
+            self.moodle_pool.clone(),
+            self.pool.clone(),
+            self.engine.moodle.prefix().clone(),
+            rcjobs_moodle::outbox::DEFAULT_INTERVAL,
+            stop.clone(),
+        )));
         if let Some(m) = self.metrics {
             tasks.push(tokio::spawn(run_stats_sampler(
                 self.pool.clone(),
