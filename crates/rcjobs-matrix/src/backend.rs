@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
 use rcjobs_chat::{
     AddMembersOutcome, Capability, ChatBackend, ChatError, ChatResult, ChatUser, NewChatUser,
@@ -596,6 +597,39 @@ impl ChatBackend for MatrixBackend {
             }
         })
         .await
+    }
+
+    /// Synapse's history purge up to `latest` (a course reset), local users' messages
+    /// included, waited for like a delete. Synapse keeps the room's state and its newest
+    /// event whatever the time.
+    async fn clean_history(&self, room_id: &str, latest: DateTime<Utc>) -> ChatResult<()> {
+        let purge_id = self
+            .client
+            .purge_history(room_id, latest)
+            .await
+            .map_err(|e| room_error(e, room_id))?;
+        let started = Instant::now();
+        let timeout = self.client.config().delete_timeout;
+        loop {
+            match self.client.purge_history_status(&purge_id).await?.as_str() {
+                "complete" => return Ok(()),
+                "failed" => {
+                    return Err(ChatError::Transient {
+                        endpoint: "admin.purge_history_status".into(),
+                        message: format!("Synapse's history purge of {room_id} failed"),
+                    })
+                }
+                _ if started.elapsed() >= timeout => {
+                    return Err(ChatError::Transient {
+                        endpoint: "admin.purge_history_status".into(),
+                        message: format!(
+                            "the history purge of {room_id} is still running after {timeout:?}"
+                        ),
+                    })
+                }
+                _ => tokio::time::sleep(DELETE_POLL).await,
+            }
+        }
     }
 
     /// Synapse's room delete with purge (it kicks every member first), waited for: the

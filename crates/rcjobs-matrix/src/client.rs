@@ -690,6 +690,46 @@ impl MatrixClient {
         str_field(&a.body, "access_token", "admin.users.login").map(Secret::new)
     }
 
+    /// `POST /_synapse/admin/v1/purge_history/{r}`: deletes the room's events (local ones
+    /// too) up to `up_to`; the asynchronous task's id.
+    pub async fn purge_history(&self, room_id: &str, up_to: DateTime<Utc>) -> MxResult<String> {
+        let call = Call::new(
+            "admin.purge_history",
+            Method::POST,
+            &["_synapse", "admin", "v1", "purge_history", room_id],
+        )
+        .body(json!({ "delete_local_events": true, "purge_up_to_ts": up_to.timestamp_millis() }));
+        let a = self.execute(&call).await?;
+        str_field(&a.body, "purge_id", "admin.purge_history")
+    }
+
+    /// `GET /_synapse/admin/v1/purge_history_status/{id}`: `active`, `complete` or `failed`.
+    pub async fn purge_history_status(&self, purge_id: &str) -> MxResult<String> {
+        let call = Call::new(
+            "admin.purge_history_status",
+            Method::GET,
+            &["_synapse", "admin", "v1", "purge_history_status", purge_id],
+        );
+        let a = self.execute(&call).await?;
+        str_field(&a.body, "status", "admin.purge_history_status")
+    }
+
+    /// `GET /rooms/{r}/messages?dir=b`: the newest `limit` timeline events, newest first.
+    pub async fn recent_events(&self, room_id: &str, limit: u32) -> MxResult<Vec<Value>> {
+        let mut call = Call::new(
+            "messages",
+            Method::GET,
+            &["_matrix", "client", "v3", "rooms", room_id, "messages"],
+        );
+        call.query = vec![("dir", "b".to_owned()), ("limit", limit.to_string())];
+        let a = self.execute(&call).await?;
+        Ok(a.body
+            .get("chunk")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// `DELETE /_synapse/admin/v2/rooms/{r}` with purge: the asynchronous task's id.
     pub async fn delete_room(&self, room_id: &str) -> MxResult<String> {
         let call = Call::new(

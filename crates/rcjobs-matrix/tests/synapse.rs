@@ -360,3 +360,87 @@ async fn missing_capabilities_names_the_server_admin_right() {
     assert_eq!(missing.len(), 2, "{missing:?}");
     assert!(missing[0].1.contains("server admin"), "{missing:?}");
 }
+
+#[tokio::test]
+async fn clean_history_purges_messages_up_to_the_reset() {
+    let synapse = Synapse::get();
+    let config = synapse.config();
+    let b = connect(config.clone()).await;
+    let users = seed(&b, vec![unique("mx.hist")]).await;
+    let r = room(&b).await;
+    b.add_members(&r, &users).await.unwrap();
+    let token = b
+        .client()
+        .login_as(&b.user_id_of(&users[0]).unwrap(), Duration::from_secs(120))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(post(&config, token.expose(), &r).await, 200);
+    }
+    let messages = |events: &[serde_json::Value]| {
+        events
+            .iter()
+            .filter(|e| e["type"] == "m.room.message")
+            .count()
+    };
+    assert_eq!(
+        messages(&b.client().recent_events(&r, 50).await.unwrap()),
+        3
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let reset = Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        post(&config, token.expose(), &r).await,
+        200,
+        "after the reset"
+    );
+    b.clean_history(&r, reset).await.unwrap();
+    let left = b.client().recent_events(&r, 50).await.unwrap();
+    assert_eq!(
+        messages(&left),
+        1,
+        "only the message after the reset is left: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn password_login_once_and_a_bad_token_is_unauthorized() {
+    let synapse = Synapse::get();
+    let logins = Arc::new(LoginCounter::default());
+    let client = MatrixClient::builder(synapse.password_config())
+        .observer(logins.clone())
+        .build()
+        .unwrap();
+    let b = MatrixBackend::connect(client).await.unwrap();
+    assert_eq!(b.bot_username(), "rcbot");
+    room(&b).await;
+    b.find_user("nobody.here").await.unwrap();
+    assert_eq!(
+        logins.0.load(Ordering::SeqCst),
+        1,
+        "one login, the token kept"
+    );
+
+    let mut config = synapse.config();
+    config.auth = Auth::Token("syt_not_a_real_token".into());
+    let bad = MatrixClient::new(config).unwrap();
+    let err = MatrixBackend::connect(bad).await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("syt_not_a_real_token"), "{text}");
+    match ChatError::from(err) {
+        ChatError::Unauthorized { .. } => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[derive(Default)]
+struct LoginCounter(AtomicUsize);
+
+impl RequestObserver for LoginCounter {
+    fn on_response(&self, route: &'static str, _status: u16, _elapsed: Duration) {
+        if route == "login" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}

@@ -59,6 +59,16 @@ impl Synapse {
         c
     }
 
+    /// The generous-limits server with the bot's password instead of its token.
+    pub fn password_config(&self) -> MatrixConfig {
+        let mut c = self.config();
+        c.auth = Auth::Password {
+            user: self.var("MATRIX_BOT_USER").to_owned(),
+            password: self.var("MATRIX_BOT_PASSWORD").into(),
+        };
+        c
+    }
+
     fn config_for(&self, url: &str, token: &str) -> MatrixConfig {
         let mut c = MatrixConfig::new(
             Url::parse(self.var(url)).unwrap(),
