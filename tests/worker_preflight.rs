@@ -118,26 +118,30 @@ async fn status_reports_the_missing_permissions_when_it_can_ask() {
     let s = status_json(&db.url, &chat);
     let p = &s["bot_permissions"];
     assert_eq!(p["checked"], true, "{s}");
-    let mut missing: Vec<(&str, bool)> = p["missing"]
+    let mut missing: Vec<(&str, Option<&str>)> = p["missing"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            (
-                m["permission"].as_str().unwrap(),
-                m["only_with_create_accounts"].as_bool().unwrap(),
-            )
-        })
+        .map(|m| (m["permission"].as_str().unwrap(), m["only_with"].as_str()))
         .collect();
     missing.sort_unstable();
     assert_eq!(
         missing,
-        [("create-user", true), ("unarchive-room", false)],
+        [
+            ("create-user", Some("create_accounts")),
+            ("edit-room-retention-policy", Some("retention_feature")),
+            ("unarchive-room", None),
+        ],
         "{p}"
     );
 
-    sim.grant_permission("bot", "create-user");
-    sim.grant_permission("bot", "unarchive-room");
+    for permission in [
+        "create-user",
+        "unarchive-room",
+        "edit-room-retention-policy",
+    ] {
+        sim.grant_permission("bot", permission);
+    }
     let s = status_json(&db.url, &chat);
     assert_eq!(
         s["bot_permissions"]["missing"],

@@ -406,8 +406,8 @@ enum BotPermissions {
 }
 
 /// Asks the chat server of `ROCKETCHAT_*` what the bot lacks, for every feature (account
-/// creation included: status does not know the workers' settings). Never fails the command:
-/// a chat server that cannot be asked is reported as not checked.
+/// creation and retention included: status does not know the workers' settings). Never fails
+/// the command: a chat server that cannot be asked is reported as not checked.
 async fn bot_permissions(s: &Settings) -> BotPermissions {
     let (Some(url), Some(user_id), Some(token)) = (
         &s.rocketchat_url,
@@ -434,7 +434,7 @@ async fn bot_permissions(s: &Settings) -> BotPermissions {
         let backend = rcjobs_rocketchat::RocketChatBackend::connect(client)
             .await
             .context("connecting to Rocket.Chat")?;
-        let needed = rcjobs_worker::preflight::needed_capabilities(true);
+        let needed = rcjobs_worker::preflight::needed_capabilities(true, true);
         rcjobs_worker::preflight::missing_permissions(&backend, &needed)
             .await
             .context("reading the bot's permissions")
@@ -443,11 +443,6 @@ async fn bot_permissions(s: &Settings) -> BotPermissions {
         Ok(found) => BotPermissions::Checked(found),
         Err(e) => BotPermissions::NotChecked(format!("{e:#}")),
     }
-}
-
-/// Only needed when the workers create accounts.
-fn only_with_create_accounts(c: rcjobs_chat::Capability) -> bool {
-    !rcjobs_worker::preflight::needed_capabilities(false).contains(&c)
 }
 
 impl BotPermissions {
@@ -461,7 +456,7 @@ impl BotPermissions {
                 "missing": found.iter().map(|f| serde_json::json!({
                     "permission": f.permission,
                     "needed_for": f.capability.purpose(),
-                    "only_with_create_accounts": only_with_create_accounts(f.capability),
+                    "only_with": rcjobs_worker::preflight::only_with(f.capability),
                     "message": f.message(),
                 })).collect::<Vec<_>>(),
             }),
@@ -479,11 +474,9 @@ impl BotPermissions {
             BotPermissions::Checked(found) => {
                 println!("bot permissions:          {} missing", found.len());
                 for f in found {
-                    let only = if only_with_create_accounts(f.capability) {
-                        " (only with create_accounts on)"
-                    } else {
-                        ""
-                    };
+                    let only = rcjobs_worker::preflight::only_with(f.capability)
+                        .map(|k| format!(" (only with {k} on)"))
+                        .unwrap_or_default();
                     println!("  {}{only}", f.message());
                 }
             }

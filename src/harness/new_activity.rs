@@ -17,7 +17,6 @@ use super::workers::WorkerOptions;
 use anyhow::Context;
 use rcjobs_moodle::fixture::UserSet;
 use serde::Serialize;
-use sqlx::PgPool;
 use std::time::{Duration, Instant};
 
 /// The issue's target for the room behind the backlog.
@@ -50,12 +49,12 @@ pub struct NewActivityFigures {
     pub ratio_to_idle: f64,
     /// Users of the mass enrolment behind which the second activity was created.
     pub backlog_users: u64,
-    /// Backlog jobs due when the activity committed (enqueued by the enrolment's triggers;
-    /// the workers had started on them already).
+    /// Backlog jobs not done when the activity committed: due or running in the queue, or
+    /// still in the trigger set's outbox (the workers had started on them already).
     pub backlog_jobs: i64,
-    /// Of those, still due or running when the room was ready.
+    /// Of those, still not done (queued, running or in the outbox) when the room was ready.
     pub backlog_jobs_pending_at_room_ready: i64,
-    /// Every job still due or running then (the backlog's fan-in room syncs included).
+    /// Every job not done then, counted the same way (the backlog's fan-in syncs included).
     pub jobs_pending_at_room_ready: i64,
     /// Seconds from the enrolment's commit to the activity's commit.
     pub activity_commit_after_backlog_s: f64,
@@ -129,7 +128,7 @@ pub async fn measure(
     )
     .await?;
     let enrolled = Instant::now();
-    let backlog_jobs = pending_of(&run.pool, &BACKLOG_KINDS).await?;
+    let (backlog_jobs, _) = pending_of(run, &BACKLOG_KINDS).await?;
     let (cmid, committed) = add_activity(run, course, "New activity (behind a backlog)").await?;
     let behind = wait_ready(run, cmid, committed, spec.deadline).await?;
     say(&format!(
@@ -179,16 +178,34 @@ async fn settle(
     Ok(())
 }
 
-/// Due or running jobs of `kinds`.
-async fn pending_of(pool: &PgPool, kinds: &[&str]) -> anyhow::Result<i64> {
+/// Jobs not done yet: (of `kinds`, of every kind), due or running in the queue plus, where
+/// the trigger set captures into an outbox in the Moodle database (`{prefix}rcjobs_outbox`),
+/// the rows still waiting there to be relayed into the queue. One statement, so that the
+/// figures describe one moment.
+async fn pending_of(run: &Run, kinds: &[&str]) -> anyhow::Result<(i64, i64)> {
     let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM rcjobs.job
-          WHERE kind = ANY($1) AND (state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now()))",
-    )
-    .bind(&kinds)
-    .fetch_one(pool)
-    .await?)
+    let prefix = &run.site.prefix;
+    let outbox: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(prefix.apply("{prefix}rcjobs_outbox"))
+        .fetch_one(&run.pool)
+        .await?;
+    let queued = "SELECT kind FROM rcjobs.job
+                   WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now())";
+    let sql = match outbox {
+        Some(_) => format!(
+            "SELECT count(*) FILTER (WHERE kind = ANY($1)), count(*) FROM ({queued}
+               UNION ALL SELECT kind FROM {} WHERE run_at IS NULL OR run_at <= now()) AS p",
+            prefix.apply("{prefix}rcjobs_outbox")
+        ),
+        None => {
+            format!("SELECT count(*) FILTER (WHERE kind = ANY($1)), count(*) FROM ({queued}) AS p")
+        }
+    };
+    // The prefix is validated by `Prefix::new`; values are bound.
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&kinds)
+        .fetch_one(&run.pool)
+        .await?)
 }
 
 /// Adds a chat activity to `course` in one transaction, in the order Moodle's
@@ -290,10 +307,11 @@ async fn wait_ready(
             let m = run.compare(&mut truths).await?;
             if m.total() == 0 {
                 let s = secs(committed.elapsed());
+                let (backlog_pending, pending) = pending_of(run, &BACKLOG_KINDS).await?;
                 return Ok(Ready {
                     s,
-                    backlog_pending: pending_of(&run.pool, &BACKLOG_KINDS).await?,
-                    pending: super::progress::pending_jobs(&run.pool).await?,
+                    backlog_pending,
+                    pending,
                     members: desired.len(),
                 });
             }

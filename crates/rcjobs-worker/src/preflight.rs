@@ -6,13 +6,26 @@
 use crate::engine::Engine;
 use rcjobs_chat::{Capability, ChatBackend, ChatResult};
 
-/// The server-wide capabilities the configured features need.
-pub fn needed_capabilities(create_accounts: bool) -> Vec<Capability> {
+/// The server-wide capabilities the enabled features need: rooms and unarchiving always,
+/// accounts with account creation on, retention with retention handling on.
+pub fn needed_capabilities(create_accounts: bool, retention: bool) -> Vec<Capability> {
     let mut v = vec![Capability::CreateRooms, Capability::UnarchiveRooms];
     if create_accounts {
         v.push(Capability::CreateUsers);
     }
+    if retention {
+        v.push(Capability::EditRetention);
+    }
     v
+}
+
+/// The setting without which `c` is not needed (`None`: always needed).
+pub fn only_with(c: Capability) -> Option<&'static str> {
+    match c {
+        Capability::CreateUsers => Some("create_accounts"),
+        Capability::EditRetention => Some("retention_feature"),
+        Capability::CreateRooms | Capability::UnarchiveRooms => None,
+    }
 }
 
 /// A permission the bot lacks.
@@ -53,8 +66,17 @@ pub async fn missing_permissions(
 
 /// Asks the chat server which needed capabilities the bot lacks and logs each one with the
 /// permission to grant. Returns them (empty when all is well or the server would not say).
+/// The features are the replica's effective settings (Moodle's plugin settings unless the
+/// file or a flag overrides them), read as of start-up.
 pub async fn check_capabilities(engine: &Engine) -> Vec<Finding> {
-    let needed = needed_capabilities(engine.config().create_accounts);
+    let needed = match engine.effective_settings().await {
+        Ok(s) => needed_capabilities(s.create_accounts, s.retention_feature),
+        // Moodle unreadable right now: judge by the configured values rather than not at all.
+        Err(_) => needed_capabilities(
+            engine.config().create_accounts,
+            engine.config().retention_feature,
+        ),
+    };
     match missing_permissions(engine.chat.as_ref(), &needed).await {
         Ok(missing) => {
             for f in &missing {
@@ -74,14 +96,24 @@ pub async fn check_capabilities(engine: &Engine) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::{needed_capabilities, Finding};
+    use super::{needed_capabilities, only_with, Finding};
     use rcjobs_chat::Capability;
 
     #[test]
     fn account_creation_needs_its_permission_only_when_on() {
-        assert!(!needed_capabilities(false).contains(&Capability::CreateUsers));
-        assert!(needed_capabilities(true).contains(&Capability::CreateUsers));
-        assert!(needed_capabilities(false).contains(&Capability::UnarchiveRooms));
+        assert!(!needed_capabilities(false, false).contains(&Capability::CreateUsers));
+        assert!(needed_capabilities(true, false).contains(&Capability::CreateUsers));
+        assert!(needed_capabilities(false, false).contains(&Capability::UnarchiveRooms));
+    }
+
+    #[test]
+    fn retention_needs_its_permission_only_when_on() {
+        assert!(!needed_capabilities(true, false).contains(&Capability::EditRetention));
+        assert!(needed_capabilities(false, true).contains(&Capability::EditRetention));
+        for c in needed_capabilities(true, true) {
+            let always = needed_capabilities(false, false).contains(&c);
+            assert_eq!(only_with(c).is_none(), always, "{c:?}");
+        }
     }
 
     #[test]

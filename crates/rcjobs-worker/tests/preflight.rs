@@ -1,7 +1,8 @@
 //! The start-up permission check (issue 18 §4) against the simulator's permission table: a
 //! bot without `create-user` (account creation on) and without `unarchive-room` is told
 //! exactly those two, each with what it is needed for; with account creation off, only
-//! `unarchive-room`; once granted, nothing. The log line itself is checked through the real
+//! `unarchive-room`; once granted, nothing; with retention handling on,
+//! `edit-room-retention-policy`. The log line itself is checked through the real
 //! `rcjobs worker` binary in `tests/worker_preflight.rs`.
 
 #![allow(clippy::unwrap_used)]
@@ -61,7 +62,7 @@ async fn a_bot_lacking_permissions_is_told_exactly_which() {
 
     // Account creation off: creating users is not needed, so not reported.
     let b = backend(&env).await;
-    let off = missing_permissions(&b, &needed_capabilities(false))
+    let off = missing_permissions(&b, &needed_capabilities(false, false))
         .await
         .unwrap();
     assert_eq!(permissions(&off), ["unarchive-room"], "{off:?}");
@@ -70,4 +71,24 @@ async fn a_bot_lacking_permissions_is_told_exactly_which() {
     env.sim.grant_permission("bot", "create-user");
     env.sim.grant_permission("bot", "unarchive-room");
     assert!(check_capabilities(&env.engine).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_handling_on_needs_the_retention_permission() {
+    let cfg = rcjobs_worker::WorkerConfig {
+        retention_feature: true,
+        ..creating_accounts()
+    };
+    let env = Env::new(small_site(32), SimConfig::default(), cfg).await;
+    // Env grants `create-user` and `unarchive-room`; the stock `bot` role lacks retention.
+    let found = check_capabilities(&env.engine).await;
+    assert_eq!(
+        permissions(&found),
+        ["edit-room-retention-policy"],
+        "{found:?}"
+    );
+    assert_eq!(found[0].capability, Capability::EditRetention);
+    assert!(found[0]
+        .message()
+        .contains(Capability::EditRetention.purpose()));
 }
