@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_e2e;
 pub mod config;
+pub mod console;
 pub mod cpu_times;
 pub mod db;
 pub mod demo;
@@ -38,6 +39,9 @@ pub enum Command {
     /// Inspect and repair jobs.
     #[command(subcommand)]
     Jobs(queue::JobsCommand),
+    /// Pause, resume and list queues and job kinds.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Queue depth by state and kind, oldest ready age, dead count, workers alive.
     Status(queue::StatusArgs),
     /// Moodle database: schema, synthetic site, trigger set.
@@ -53,6 +57,8 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The operator console: a web UI for the queue and the rooms.
+    Ui(console::UiArgs),
 }
 
 /// Sets up `tracing` output (text or JSON) from `RUST_LOG`. The default is `info`, except for
@@ -88,11 +94,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(a) => worker::run(&settings, a).await,
         Command::Enqueue(a) => queue::enqueue(&settings, a).await,
         Command::Jobs(c) => queue::jobs(&settings, c).await,
+        Command::Queue(c) => queue::queue(&settings, c).await,
         Command::Status(a) => queue::status(&settings, a).await,
         Command::Moodle(c) => moodle::run(&settings, c).await,
         Command::Rooms(c) => rooms::run(&settings, c).await,
         Command::Sim(a) => sim::run(&settings, a).await,
         Command::Demo(a) => demo::run(&settings, a).await,
         Command::Bench(c) => bench::run(&settings, c).await,
+        Command::Ui(a) => console::run(&settings, a).await,
     }
 }

@@ -47,20 +47,78 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Which jobs: the filters `jobs list` and the bulk forms of `retry`, `cancel`, `run-now`
+/// and `delete` share.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only jobs in this state (ready, running, blocked, completed, dead, cancelled, superseded).
+    #[arg(long)]
+    pub state: Option<JobState>,
+    /// Only jobs of this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs of this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only jobs enqueued since: RFC 3339, or an age (`30m`, `2h`, `1d`).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only jobs whose latest error contains this text (case-insensitive). Reads at most
+    /// the newest --scan rows of each table.
+    #[arg(long)]
+    pub error_like: Option<String>,
+    /// Only jobs whose payload has these values: `cmid=42`, `courseid=7,userid=3`. Reads at
+    /// most the newest --scan rows of each table.
+    #[arg(long, value_parser = rcjobs_queue::parse_payload_filter)]
+    pub payload: Option<serde_json::Value>,
+    /// Rows of each table read by --error-like / --payload.
+    #[arg(long, default_value_t = rcjobs_queue::DEFAULT_SCAN)]
+    pub scan: i64,
+}
+
+impl FilterArgs {
+    fn is_empty(&self) -> bool {
+        self.state.is_none()
+            && self.kind.is_none()
+            && self.queue.is_none()
+            && self.since.is_none()
+            && self.error_like.is_none()
+            && self.payload.is_none()
+    }
+
+    fn to_filter(&self, limit: i64) -> JobFilter {
+        JobFilter {
+            state: self.state,
+            kind: self.kind.clone(),
+            queue: self.queue.clone(),
+            since: self.since,
+            error_like: self.error_like.clone(),
+            payload: self.payload.clone(),
+            scan: self.scan,
+            limit,
+        }
+    }
+}
+
+/// A bulk action's confirmation and bound.
+#[derive(Debug, Clone, Args)]
+pub struct BulkArgs {
+    /// Act without asking (the count is still printed).
+    #[arg(long)]
+    pub yes: bool,
+    /// At most this many jobs in one go.
+    #[arg(long, default_value_t = 100_000)]
+    pub max: i64,
+}
+
 /// `rcjobs jobs …`.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// List jobs, newest first.
     List {
-        /// Only jobs in this state (ready, running, blocked, completed, dead, cancelled, superseded).
-        #[arg(long)]
-        state: Option<JobState>,
-        /// Only jobs of this kind.
-        #[arg(long)]
-        kind: Option<String>,
-        /// Only jobs of this queue.
-        #[arg(long)]
-        queue: Option<String>,
+        /// Which jobs.
+        #[command(flatten)]
+        filter: FilterArgs,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -68,7 +126,7 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one job with its error history.
+    /// Show one job with its error history and its lane.
     Show {
         /// Job id.
         id: i64,
@@ -76,20 +134,136 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Put a dead job (or all dead jobs) back in the queue with fresh attempts.
+    /// Put a dead job, every dead job (--dead) or the dead jobs of a filter back in the queue
+    /// with fresh attempts.
     Retry {
         /// Job id.
-        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        #[arg(conflicts_with = "dead")]
         id: Option<i64>,
         /// Retry every dead job.
         #[arg(long)]
         dead: bool,
+        /// Which jobs (instead of an id).
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Confirmation and bound.
+        #[command(flatten)]
+        bulk: BulkArgs,
     },
-    /// Cancel a job that has not started.
+    /// Cancel a job, or the pending jobs of a filter, that has not started.
     Cancel {
         /// Job id.
-        id: i64,
+        id: Option<i64>,
+        /// Which jobs (instead of an id).
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Confirmation and bound.
+        #[command(flatten)]
+        bulk: BulkArgs,
     },
+    /// Make a pending job (or those of a filter) due now, ahead of its lane.
+    RunNow {
+        /// Job id.
+        id: Option<i64>,
+        /// Which jobs (instead of an id).
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Confirmation and bound.
+        #[command(flatten)]
+        bulk: BulkArgs,
+    },
+    /// Move a pending job's run time.
+    Reschedule {
+        /// Job id.
+        id: i64,
+        /// RFC 3339 (`2030-01-01T10:00:00Z`) or a delay (`+30s`, `+2h`).
+        #[arg(long, value_parser = parse_run_at)]
+        run_at: DateTime<Utc>,
+    },
+    /// Delete a pending or dead job for good (never a running one), or those of a filter
+    /// (dead ones unless --state ready|blocked).
+    Delete {
+        /// Job id.
+        id: Option<i64>,
+        /// Which jobs (instead of an id).
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Confirmation and bound.
+        #[command(flatten)]
+        bulk: BulkArgs,
+    },
+}
+
+/// `rcjobs queue …`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Pause a queue or a job kind: its jobs stay queued (and listed) but no worker takes
+    /// them, from each worker's next claim; survives restarts.
+    Pause {
+        /// What to pause.
+        #[command(flatten)]
+        target: PauseArgs,
+        /// Why (shown by `queue list` and the console).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Resume a paused queue or kind.
+    Resume {
+        /// What to resume.
+        #[command(flatten)]
+        target: PauseArgs,
+    },
+    /// Queues and kinds with their depth and pause state.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A queue or a kind.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct PauseArgs {
+    /// A queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// A job kind (every queue).
+    #[arg(long)]
+    pub kind: Option<String>,
+}
+
+impl PauseArgs {
+    fn target(&self) -> rcjobs_queue::PauseTarget {
+        match (&self.queue, &self.kind) {
+            (Some(q), _) => rcjobs_queue::PauseTarget::Queue(q.clone()),
+            (None, Some(k)) => rcjobs_queue::PauseTarget::Kind(k.clone()),
+            // clap's required group guarantees one of them
+            (None, None) => rcjobs_queue::PauseTarget::Queue("default".into()),
+        }
+    }
+}
+
+/// Parses `--since`: RFC 3339, or an age back from now (`30m`, `2h`, `1d`).
+pub fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("bad --since {s:?}: {e} (expected RFC 3339 or an age like 2h)"))?;
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| Utc::now().checked_sub_signed(d))
+        .ok_or_else(|| format!("--since {s:?} is too far back"))
+}
+
+/// Who runs an operator command, for the pause records and the logs.
+pub(crate) fn operator() -> String {
+    // sudo hides the person behind root
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user} (cli)")
 }
 
 /// Parses `--run-at`: RFC 3339, or `+DURATION` from now in humantime's syntax (`+30s`,
@@ -183,39 +357,51 @@ pub async fn jobs(s: &Settings, c: JobsCommand) -> anyhow::Result<()> {
     let pool = connect(s).await?;
     match c {
         JobsCommand::List {
-            state,
-            kind,
-            queue,
+            filter,
             limit,
             json,
         } => {
-            let jobs = rcjobs_queue::list_jobs(
-                &pool,
-                &JobFilter {
-                    state,
-                    kind,
-                    queue,
-                    limit,
-                },
-            )
-            .await?;
+            let f = filter.to_filter(limit);
+            let jobs = rcjobs_queue::list_jobs(&pool, &f).await?;
+            let pauses = rcjobs_queue::list_pauses(&pool).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
-                print_job_table(&jobs);
+                print_job_table(&jobs, &pauses);
+                if f.is_bounded_scan() {
+                    eprintln!("(searched the newest {} jobs of each table)", filter.scan);
+                }
             }
         }
         JobsCommand::Show { id, json } => {
             let job = rcjobs_queue::get_job(&pool, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("job {id} not found"))?;
+            let lane = match (&job.exclusion_key, job.state.is_finished()) {
+                (Some(k), false) => Some(rcjobs_queue::lane_info(&pool, k).await?),
+                _ => None,
+            };
+            let pauses = rcjobs_queue::list_pauses(&pool).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&job)?);
+                let mut v = serde_json::to_value(&job)?;
+                v["lane"] = serde_json::to_value(&lane)?;
+                v["paused"] = (!job.state.is_finished()
+                    && rcjobs_queue::is_paused(&pauses, &job.queue, &job.kind))
+                .into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print_job(&job);
+                print_job(&job, &pauses);
+                if let Some(l) = lane {
+                    print_lane(&job, &l);
+                }
             }
         }
-        JobsCommand::Retry { id, dead } => {
+        JobsCommand::Retry {
+            id,
+            dead,
+            filter,
+            bulk,
+        } => {
             if dead {
                 let (requeued, superseded) = rcjobs_queue::retry_all_dead(&pool).await?;
                 println!("requeued {requeued} dead job(s); {superseded} already covered by a pending job");
@@ -226,14 +412,213 @@ pub async fn jobs(s: &Settings, c: JobsCommand) -> anyhow::Result<()> {
                         println!("job {id} not requeued: a pending job with the same dedup key covers it")
                     }
                 }
+            } else {
+                bulk_cli(&pool, rcjobs_queue::BulkAction::Retry, &filter, &bulk).await?;
             }
         }
-        JobsCommand::Cancel { id } => {
-            rcjobs_queue::cancel_job(&pool, id).await?;
-            println!("job {id} cancelled");
+        JobsCommand::Cancel { id, filter, bulk } => match id {
+            Some(id) => {
+                rcjobs_queue::cancel_job(&pool, id).await?;
+                tracing::info!(job = id, by = %operator(), "job cancelled");
+                println!("job {id} cancelled");
+            }
+            None => bulk_cli(&pool, rcjobs_queue::BulkAction::Cancel, &filter, &bulk).await?,
+        },
+        JobsCommand::RunNow { id, filter, bulk } => match id {
+            Some(id) => {
+                rcjobs_queue::run_now(&pool, id).await?;
+                tracing::info!(job = id, by = %operator(), "job made due now");
+                println!("job {id} is due now, first of its lane");
+            }
+            None => bulk_cli(&pool, rcjobs_queue::BulkAction::RunNow, &filter, &bulk).await?,
+        },
+        JobsCommand::Reschedule { id, run_at } => {
+            rcjobs_queue::reschedule(&pool, id, run_at).await?;
+            tracing::info!(job = id, run_at = %run_at, by = %operator(), "job rescheduled");
+            println!("job {id} rescheduled to {}", display_time(&run_at));
+        }
+        JobsCommand::Delete { id, filter, bulk } => match id {
+            Some(id) => {
+                rcjobs_queue::delete_job(&pool, id).await?;
+                tracing::info!(job = id, by = %operator(), "job deleted");
+                println!("job {id} deleted");
+            }
+            None => bulk_cli(&pool, rcjobs_queue::BulkAction::Delete, &filter, &bulk).await?,
+        },
+    }
+    Ok(())
+}
+
+/// A bulk action from the command line: the count first, then `--yes` or a typed `yes`.
+async fn bulk_cli(
+    pool: &PgPool,
+    action: rcjobs_queue::BulkAction,
+    filter: &FilterArgs,
+    bulk: &BulkArgs,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !filter.is_empty(),
+        "give a job id or a filter (--state --kind --queue --since --error-like --payload)"
+    );
+    let f = filter.to_filter(0);
+    let ids = rcjobs_queue::bulk_targets(pool, action, &f, bulk.max).await?;
+    let bound = if f.is_bounded_scan() {
+        format!(" (searched the newest {} jobs of each table)", filter.scan)
+    } else {
+        String::new()
+    };
+    println!("{} job(s) match{bound}", ids.len());
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if !bulk.yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        anyhow::ensure!(
+            std::io::stdin().is_terminal(),
+            "not a terminal: add --yes to {} these {} job(s)",
+            action.as_str(),
+            ids.len()
+        );
+        print!("{} these {} job(s)? type yes: ", action.as_str(), ids.len());
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() != "yes" {
+            println!("nothing done");
+            return Ok(());
+        }
+    }
+    let r = rcjobs_queue::bulk_apply(pool, action, &ids).await?;
+    tracing::info!(action = action.as_str(), filter = ?f, done = r.done, skipped = r.skipped,
+        by = %operator(), "bulk action");
+    println!(
+        "{}: {} job(s) done, {} skipped (moved on meanwhile)",
+        action.as_str(),
+        r.done,
+        r.skipped
+    );
+    Ok(())
+}
+
+/// Runs `rcjobs queue …`.
+pub async fn queue(s: &Settings, c: QueueCommand) -> anyhow::Result<()> {
+    let pool = connect(s).await?;
+    match c {
+        QueueCommand::Pause { target, reason } => {
+            let t = target.target();
+            let by = operator();
+            if rcjobs_queue::pause(&pool, &t, &by, &reason).await? {
+                tracing::info!(target = %t, by = %by, reason = %reason, "paused");
+                println!(
+                    "{t} paused: its jobs stay queued, workers take none from their next claim"
+                );
+            } else {
+                println!("{t} was already paused");
+            }
+        }
+        QueueCommand::Resume { target } => {
+            let t = target.target();
+            if rcjobs_queue::resume(&pool, &t).await? {
+                tracing::info!(target = %t, by = %operator(), "resumed");
+                println!("{t} resumed");
+            } else {
+                println!("{t} was not paused");
+            }
+        }
+        QueueCommand::List { json } => {
+            let st = rcjobs_queue::stats(&pool).await?;
+            let pauses = rcjobs_queue::list_pauses(&pool).await?;
+            let held = rcjobs_queue::paused_counts(&pool).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "pauses": pauses,
+                        "held_by_kind_pause": held.iter().map(|(q, k, n)| serde_json::json!({"queue": q, "kind": k, "jobs": n})).collect::<Vec<_>>(),
+                        "counts": st.counts,
+                    }))?
+                );
+            } else {
+                print_queue_list(&st, &pauses);
+            }
         }
     }
     Ok(())
+}
+
+fn print_queue_list(st: &QueueStats, pauses: &[rcjobs_queue::Pause]) {
+    let mut rows: std::collections::BTreeMap<(String, String), [i64; 4]> = Default::default();
+    for c in &st.counts {
+        let e = rows.entry((c.queue.clone(), c.kind.clone())).or_default();
+        match c.state {
+            JobState::Ready => e[0] += c.count,
+            JobState::Blocked => e[1] += c.count,
+            JobState::Running => e[2] += c.count,
+            JobState::Dead => e[3] += c.count,
+            _ => {}
+        }
+    }
+    let mut t = table(&[
+        "QUEUE", "KIND", "READY", "BLOCKED", "RUNNING", "DEAD", "PAUSED",
+    ]);
+    for ((q, k), n) in &rows {
+        let paused = pauses
+            .iter()
+            .find(|p| match &p.target {
+                rcjobs_queue::PauseTarget::Queue(x) => x == q,
+                rcjobs_queue::PauseTarget::Kind(x) => x == k,
+            })
+            .map(|p| format!("{} by {} {}", p.target, p.paused_by, ago(p.paused_at)))
+            .unwrap_or_default();
+        t.add_row(vec![
+            q.clone(),
+            k.clone(),
+            n[0].to_string(),
+            n[1].to_string(),
+            n[2].to_string(),
+            n[3].to_string(),
+            paused,
+        ]);
+    }
+    println!("{t}");
+    if pauses.is_empty() {
+        println!("nothing paused");
+    }
+    for p in pauses {
+        let why = if p.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", p.reason)
+        };
+        println!(
+            "paused: {} since {} by {}{why}",
+            p.target,
+            display_time(&p.paused_at),
+            p.paused_by
+        );
+    }
+}
+
+fn print_lane(job: &JobRecord, l: &rcjobs_queue::LaneInfo) {
+    let blocked = if l.blocked >= rcjobs_queue::admin::LANE_COUNT_CAP {
+        format!("{}+", l.blocked)
+    } else {
+        l.blocked.to_string()
+    };
+    match l.head {
+        Some((id, _, _)) if id == job.id => {
+            println!(
+                "lane          {} (this job is its head; {blocked} waiting behind)",
+                l.key
+            )
+        }
+        Some((id, st, at)) => println!(
+            "lane          {} waits behind job {id} ({st}, run at {}); {blocked} blocked",
+            l.key,
+            display_time(&at)
+        ),
+        None => println!("lane          {} (no head)", l.key),
+    }
 }
 
 fn ago(t: DateTime<Utc>) -> String {
@@ -278,7 +663,7 @@ fn shown_state(j: &JobRecord) -> &'static str {
     }
 }
 
-fn print_job_table(jobs: &[JobRecord]) {
+fn print_job_table(jobs: &[JobRecord], pauses: &[rcjobs_queue::Pause]) {
     let mut t = table(&[
         "ID",
         "KIND",
@@ -300,7 +685,7 @@ fn print_job_table(jobs: &[JobRecord]) {
             j.id.to_string(),
             j.kind.clone(),
             j.queue.clone(),
-            shown_state(j).to_string(),
+            shown_state_paused(j, pauses),
             format!("{}/{}", j.attempt, j.max_attempts),
             ago(j.run_at),
             err,
@@ -313,11 +698,23 @@ fn print_job_table(jobs: &[JobRecord]) {
     }
 }
 
-fn print_job(j: &JobRecord) {
+/// The state, with `(paused)` when a pause holds a pending job.
+fn shown_state_paused(j: &JobRecord, pauses: &[rcjobs_queue::Pause]) -> String {
+    if !j.state.is_finished()
+        && j.state != JobState::Running
+        && rcjobs_queue::is_paused(pauses, &j.queue, &j.kind)
+    {
+        format!("{} (paused)", shown_state(j))
+    } else {
+        shown_state(j).to_string()
+    }
+}
+
+fn print_job(j: &JobRecord, pauses: &[rcjobs_queue::Pause]) {
     println!("id            {}", j.id);
     println!("kind          {}", j.kind);
     println!("queue         {}", j.queue);
-    println!("state         {}", shown_state(j));
+    println!("state         {}", shown_state_paused(j, pauses));
     println!("priority      {}", j.priority);
     println!("attempt       {}/{}", j.attempt, j.max_attempts);
     println!(

@@ -129,8 +129,13 @@ pub struct JobRecord {
     pub superseded_by: Option<i64>,
 }
 
-/// Filter for [`list_jobs`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Filter for [`list_jobs`] and the bulk actions ([`crate::control`]).
+///
+/// State, kind and queue are plain column tests. `error_like` and `payload` cannot use an
+/// index (no index on either column: one on the payload would slow every enqueue), so a
+/// filter with either reads at most the newest [`JobFilter::scan`] rows of each table
+/// (default [`DEFAULT_SCAN`]): bounded cost, and older matches are not found.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobFilter {
     /// Only this state.
     pub state: Option<JobState>,
@@ -138,8 +143,67 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only jobs enqueued at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only jobs whose latest error contains this text (case-insensitive; `%` and `_` are
+    /// wildcards).
+    pub error_like: Option<String>,
+    /// Only jobs whose payload contains these fields with these values (`{"cmid": 42}`).
+    pub payload: Option<Value>,
+    /// Rows read per table when `error_like` or `payload` is set; 0 means [`DEFAULT_SCAN`].
+    pub scan: i64,
     /// At most this many (newest first); 0 means 100.
     pub limit: i64,
+}
+
+/// Rows of each table a filter on error text or payload reads at most.
+pub const DEFAULT_SCAN: i64 = 100_000;
+
+impl JobFilter {
+    /// Whether the filter reads rows no index narrows (and so is bounded by `scan`).
+    pub fn is_bounded_scan(&self) -> bool {
+        self.error_like.is_some() || self.payload.is_some()
+    }
+
+    fn scan_rows(&self) -> Option<i64> {
+        self.is_bounded_scan().then_some(if self.scan <= 0 {
+            DEFAULT_SCAN
+        } else {
+            self.scan
+        })
+    }
+
+    fn like_pattern(&self) -> Option<String> {
+        self.error_like.as_ref().map(|e| format!("%{e}%"))
+    }
+}
+
+/// Parses `cmid=42` (repeatable, comma-separated: `cmid=42,userid=7`) into a containment
+/// object; numbers and `true`/`false` become JSON values, anything else a string.
+pub fn parse_payload_filter(s: &str) -> Result<Value, String> {
+    let mut m = serde_json::Map::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("bad payload filter {part:?}: expected FIELD=VALUE"))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(format!("bad payload filter {part:?}: empty field name"));
+        }
+        let v = v.trim();
+        let val = if let Ok(n) = v.parse::<i64>() {
+            Value::from(n)
+        } else if v == "true" || v == "false" {
+            Value::Bool(v == "true")
+        } else {
+            Value::String(v.to_string())
+        };
+        m.insert(k.to_string(), val);
+    }
+    if m.is_empty() {
+        return Err("empty payload filter: expected FIELD=VALUE".into());
+    }
+    Ok(Value::Object(m))
 }
 
 const COLUMNS_HOT: &str = "id, kind, queue, state, priority, run_at, payload, attempt, max_attempts, dedup_key,
@@ -200,26 +264,102 @@ impl Row {
     }
 }
 
+/// The WHERE clause every filtered query shares; `$1`… `$6` bound by [`bind_filter`].
+const FILTER_WHERE: &str =
+    "WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR kind = $2)
+    AND ($3::text IS NULL OR queue = $3) AND ($4::timestamptz IS NULL OR enqueued_at >= $4)
+    AND ($5::text IS NULL OR last_error ILIKE $5) AND ($6::jsonb IS NULL OR payload @> $6)";
+
+/// `FROM` for one table: the table itself, or its newest `$7` rows when the filter is a
+/// bounded scan.
+fn filter_source(table: &str, bounded: bool) -> String {
+    if bounded {
+        format!("(SELECT * FROM {table} ORDER BY id DESC LIMIT $7) t")
+    } else {
+        table.to_string()
+    }
+}
+
+fn bind_filter<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    f: &'q JobFilter,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(f.state.map(JobState::as_str))
+        .bind(f.kind.as_deref())
+        .bind(f.queue.as_deref())
+        .bind(f.since)
+        .bind(f.like_pattern())
+        .bind(f.payload.clone().map(Json))
+        .bind(f.scan_rows().unwrap_or(0))
+}
+
 /// Lists jobs, newest first, from the hot table and history.
 pub async fn list_jobs(pool: &PgPool, filter: &JobFilter) -> Result<Vec<JobRecord>, QueueError> {
     let limit = if filter.limit <= 0 { 100 } else { filter.limit };
-    let where_ = "WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR kind = $2)
-                  AND ($3::text IS NULL OR queue = $3)";
+    let b = filter.is_bounded_scan();
+    let (hot, hist) = (
+        filter_source("rcjobs.job", b),
+        filter_source("rcjobs.job_history", b),
+    );
     let sql = format!(
-        "(SELECT {COLUMNS_HOT} FROM rcjobs.job {where_} ORDER BY id DESC LIMIT $4)
+        "(SELECT {COLUMNS_HOT} FROM {hot} {FILTER_WHERE} ORDER BY id DESC LIMIT $8)
          UNION ALL
-         (SELECT {COLUMNS_HISTORY} FROM rcjobs.job_history {where_} ORDER BY id DESC LIMIT $4)
-         ORDER BY id DESC LIMIT $4"
+         (SELECT {COLUMNS_HISTORY} FROM {hist} {FILTER_WHERE} ORDER BY id DESC LIMIT $8)
+         ORDER BY id DESC LIMIT $8"
     );
     // the SQL text is built from constants only; values are bound
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(filter.state.map(JobState::as_str))
-        .bind(filter.kind.as_deref())
-        .bind(filter.queue.as_deref())
+    let rows: Vec<Row> = bind_filter(sqlx::query_as(sqlx::AssertSqlSafe(sql)), filter)
         .bind(limit)
         .fetch_all(pool)
         .await?;
     rows.into_iter().map(Row::into_record).collect()
+}
+
+/// Ids of the jobs matching `filter` whose state is one of `states` (the filter's own state,
+/// if set, must be one of them), newest first, at most `max`.
+pub async fn matching_ids(
+    pool: &PgPool,
+    filter: &JobFilter,
+    states: &[JobState],
+    max: i64,
+) -> Result<Vec<i64>, QueueError> {
+    if let Some(st) = filter.state {
+        if !states.contains(&st) {
+            let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            return Err(QueueError::Conflict(format!(
+                "this action applies to {} jobs, not {st}",
+                names.join("/")
+            )));
+        }
+    }
+    let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let b = filter.is_bounded_scan();
+    let mut parts = Vec::new();
+    if states.iter().any(|s| !s.is_finished()) {
+        parts.push(format!(
+            "(SELECT id FROM {} {FILTER_WHERE} AND state = ANY ($9) ORDER BY id DESC LIMIT $8)",
+            filter_source("rcjobs.job", b)
+        ));
+    }
+    if states.iter().any(|s| s.is_finished()) {
+        parts.push(format!(
+            "(SELECT id FROM {} {FILTER_WHERE} AND state = ANY ($9) ORDER BY id DESC LIMIT $8)",
+            filter_source("rcjobs.job_history", b)
+        ));
+    }
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id FROM ({}) u ORDER BY id DESC LIMIT $8",
+        parts.join(" UNION ALL ")
+    );
+    let ids: Vec<(i64,)> = bind_filter(sqlx::query_as(sqlx::AssertSqlSafe(sql)), filter)
+        .bind(max.max(0))
+        .bind(names)
+        .fetch_all(pool)
+        .await?;
+    Ok(ids.into_iter().map(|r| r.0).collect())
 }
 
 /// One job by id, pending or finished.
@@ -311,4 +451,46 @@ pub async fn prune_history(
     .fetch_one(pool)
     .await?;
     Ok(n as u64)
+}
+
+/// A job's exclusion lane: the job allowed to run (the head) and how many wait behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaneInfo {
+    /// The exclusion key.
+    pub key: String,
+    /// The head's id, state and run time (`None` when the lane is gone: nothing pending).
+    pub head: Option<(i64, JobState, DateTime<Utc>)>,
+    /// Blocked jobs of the lane, counted up to [`LANE_COUNT_CAP`].
+    pub blocked: i64,
+}
+
+/// Blocked jobs of one lane are counted up to this (one index range, bounded).
+pub const LANE_COUNT_CAP: i64 = 1000;
+
+/// The lane of exclusion key `key` (index lookups only).
+pub async fn lane_info(pool: &PgPool, key: &str) -> Result<LaneInfo, QueueError> {
+    let head: Option<(i64, String, StoredTime)> = sqlx::query_as(
+        "SELECT j.id, j.state, j.run_at FROM rcjobs.lane l JOIN rcjobs.job j ON j.id = l.head_id
+         WHERE l.key = $1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    let blocked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM rcjobs.job
+           WHERE exclusion_key = $1 AND state = 'blocked' LIMIT $2) b",
+    )
+    .bind(key)
+    .bind(LANE_COUNT_CAP)
+    .fetch_one(pool)
+    .await?;
+    let head = match head {
+        Some((id, st, at)) => Some((id, st.parse().map_err(QueueError::Conflict)?, at.0)),
+        None => None,
+    };
+    Ok(LaneInfo {
+        key: key.to_string(),
+        head,
+        blocked,
+    })
 }

@@ -8,7 +8,8 @@
 //!   SQL producers call `rcjobs.enqueue(kind, payload, …)` (role `rcjobs_producer`).
 //! - [`lease`]: the claim / ack / renew / sweep statements the runtime is built on.
 //! - [`Worker`]: the runtime (handlers, concurrency, heartbeats, batching, shutdown).
-//! - [`admin`] and [`stats`]: inspection and repair, counters for metrics.
+//! - [`admin`], [`control`] and [`stats`]: inspection and repair (pause, run now, reschedule,
+//!   delete, bulk on a filter), counters for metrics.
 
 mod copy;
 mod copy_check;
@@ -30,17 +31,23 @@ pub use stored_time::{check_run_at, display_time, run_at_max, StoredTime, RUN_AT
 pub const NOTIFY_CHANNEL: &str = "rcjobs_jobs";
 
 pub mod admin;
+pub mod control;
 pub mod lease;
 pub mod retry;
 pub mod stats;
 mod worker;
 
 pub use admin::{
-    cancel_job, get_job, list_jobs, prune_history, retry_all_dead, retry_job, JobFilter, JobRecord,
-    JobState, RetryOutcome,
+    cancel_job, get_job, lane_info, list_jobs, matching_ids, parse_payload_filter, prune_history,
+    retry_all_dead, retry_job, JobFilter, JobRecord, JobState, LaneInfo, RetryOutcome,
+    DEFAULT_SCAN,
+};
+pub use control::{
+    bulk_apply, bulk_targets, delete_job, is_paused, list_pauses, pause, reschedule, resume,
+    run_now, BulkAction, BulkReport, Pause, PauseTarget,
 };
 pub use retry::RetryPolicy;
-pub use stats::{scheduled_jobs, stats, QueueStats, StateCount, WorkerInfo};
+pub use stats::{paused_counts, scheduled_jobs, stats, QueueStats, StateCount, WorkerInfo};
 pub use worker::{
     handler_fn, JobContext, JobError, JobHandler, JobInfo, JobOutcome, LeaseLoss, NoHooks,
     PayloadError, QueueHooks, Wakeup, Worker, WorkerBuilder, WorkerConfig,

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use std::borrow::Cow;
 
 /// The schema version this binary needs (`rcjobs.schema_version()` in the database).
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The embedded migrations; their bookkeeping table lives in the `rcjobs` schema so other
 /// components' migrations in the same database do not collide with ours.

@@ -193,3 +193,13 @@ pub async fn scheduled_jobs(pool: &PgPool) -> Result<i64, QueueError> {
             .await?,
     )
 }
+
+/// Jobs held back by a kind pause (marked by a claim), by (queue, kind): O(paused jobs)
+/// through their own partial index, nothing to read when no kind is paused.
+pub async fn paused_counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, QueueError> {
+    Ok(
+        sqlx::query_as("SELECT queue, kind, n FROM rcjobs.paused_counts() ORDER BY 1, 2")
+            .fetch_all(pool)
+            .await?,
+    )
+}
