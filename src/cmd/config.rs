@@ -23,6 +23,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// The chat server kind the workers talk to (`--chat-backend`, `CHAT_BACKEND`,
+/// `[worker] chat_backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatBackendKind {
+    /// Rocket.Chat (`CHAT_URL`, `CHAT_USER_ID`, `CHAT_TOKEN`; `ROCKETCHAT_*` alike).
+    #[default]
+    Rocketchat,
+    /// A Matrix homeserver, Synapse (`MATRIX_HOMESERVER_URL`, then `MATRIX_ACCESS_TOKEN` or
+    /// `MATRIX_USER` + `MATRIX_PASSWORD`).
+    Matrix,
+}
+
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
@@ -39,9 +52,9 @@ pub struct GlobalArgs {
     /// Moodle table prefix.
     #[arg(long, global = true)]
     pub moodle_prefix: Option<String>,
-    /// Rocket.Chat base URL (e.g. https://chat.example.edu).
-    #[arg(long, global = true)]
-    pub rocketchat_url: Option<String>,
+    /// Chat server base URL (e.g. https://chat.example.edu; `--rocketchat-url` is the same).
+    #[arg(long, global = true, alias = "rocketchat-url")]
+    pub chat_url: Option<String>,
     /// Log format (default: text; the file key is `log_format`).
     #[arg(long, global = true, value_enum, env = "RCJOBS_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -88,8 +101,8 @@ impl std::fmt::Display for UrlSource {
     }
 }
 
-/// Resolved settings. Secrets (`rocketchat_token`) come from the environment or the file and
-/// are never printed: `Debug` redacts them. Unknown keys in the config file are an error
+/// Resolved settings. Secrets (`chat_token`, `matrix_access_token`, `matrix_password`) come
+/// from the environment or the file and are never printed: `Debug` redacts them. Unknown keys in the config file are an error
 /// (a misspelt `databse_url` must not silently fall back to the default).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,12 +113,36 @@ pub struct Settings {
     pub moodle_database_url: Option<String>,
     /// Moodle table prefix.
     pub moodle_prefix: String,
-    /// Rocket.Chat base URL; `None` means "use the built-in simulator" where that makes sense.
+    /// Chat server base URL (`CHAT_URL`); `None` means "use the built-in simulator" where
+    /// that makes sense. For Matrix, `matrix_homeserver_url` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_url: Option<String>,
+    /// The bot's user id on Rocket.Chat (`CHAT_USER_ID`, the personal access token's owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_user_id: Option<String>,
+    /// The bot's token (`CHAT_TOKEN`: Rocket.Chat's personal access token; for Matrix,
+    /// `matrix_access_token` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_token: Option<String>,
+    /// Alias of `chat_url` (`ROCKETCHAT_URL`); after loading, the same value as `chat_url`.
     pub rocketchat_url: Option<String>,
-    /// Rocket.Chat bot user id (personal access token owner).
+    /// Alias of `chat_user_id` (`ROCKETCHAT_USER_ID`); after loading, the same value.
     pub rocketchat_user_id: Option<String>,
-    /// Rocket.Chat personal access token.
+    /// Alias of `chat_token` (`ROCKETCHAT_TOKEN`); after loading, the same value.
     pub rocketchat_token: Option<String>,
+    /// Matrix Client-Server API root (`MATRIX_HOMESERVER_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_homeserver_url: Option<String>,
+    /// The Matrix bot's access token (`MATRIX_ACCESS_TOKEN`); the bot must be a server admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_access_token: Option<String>,
+    /// The Matrix bot's localpart or user id, to log in with `matrix_password`
+    /// (`MATRIX_USER`), when there is no access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_user: Option<String>,
+    /// The Matrix bot's password (`MATRIX_PASSWORD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_password: Option<String>,
     /// Log format (`--log-format` and `RCJOBS_LOG_FORMAT` win; read by `GlobalArgs::log_format`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
@@ -126,11 +163,21 @@ impl std::fmt::Debug for Settings {
                 &self.moodle_database_url.as_deref().map(redact_url),
             )
             .field("moodle_prefix", &self.moodle_prefix)
-            .field("rocketchat_url", &self.rocketchat_url)
-            .field("rocketchat_user_id", &self.rocketchat_user_id)
+            .field("chat_url", &self.chat_url)
+            .field("chat_user_id", &self.chat_user_id)
             .field(
-                "rocketchat_token",
-                &self.rocketchat_token.as_ref().map(|_| "<redacted>"),
+                "chat_token",
+                &self.chat_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("matrix_homeserver_url", &self.matrix_homeserver_url)
+            .field(
+                "matrix_access_token",
+                &self.matrix_access_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("matrix_user", &self.matrix_user)
+            .field(
+                "matrix_password",
+                &self.matrix_password.as_ref().map(|_| "<redacted>"),
             )
             .field("log_format", &self.log_format)
             .field("worker", &self.worker)
@@ -144,9 +191,16 @@ impl Default for Settings {
             database_url: "postgres://postgres@127.0.0.1:5432/rcjobs".into(),
             moodle_database_url: None,
             moodle_prefix: "mdl_".into(),
+            chat_url: None,
+            chat_user_id: None,
+            chat_token: None,
             rocketchat_url: None,
             rocketchat_user_id: None,
             rocketchat_token: None,
+            matrix_homeserver_url: None,
+            matrix_access_token: None,
+            matrix_user: None,
+            matrix_password: None,
             log_format: None,
             worker: WorkerFileSettings::default(),
             database_url_source: UrlSource::Default,
@@ -191,7 +245,9 @@ pub fn redact_url(url: &str) -> String {
 
 impl Settings {
     /// Merges defaults, the TOML file, the environment (`DATABASE_URL`, `MOODLE_DATABASE_URL`,
-    /// `MOODLE_PREFIX`, `ROCKETCHAT_URL`, `ROCKETCHAT_USER_ID`, `ROCKETCHAT_TOKEN`) and flags.
+    /// `MOODLE_PREFIX`, `CHAT_URL`, `CHAT_USER_ID`, `CHAT_TOKEN` or their `ROCKETCHAT_*`
+    /// aliases, `MATRIX_HOMESERVER_URL`, `MATRIX_ACCESS_TOKEN`, `MATRIX_USER`,
+    /// `MATRIX_PASSWORD`) and flags. A `CHAT_*` name wins over its alias.
     pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
         let mut fig = match &global.config {
             Some(path) => file_figment(path)?,
@@ -206,7 +262,22 @@ impl Settings {
                     "ROCKETCHAT_URL",
                     "ROCKETCHAT_USER_ID",
                     "ROCKETCHAT_TOKEN",
+                    "MATRIX_HOMESERVER_URL",
+                    "MATRIX_ACCESS_TOKEN",
+                    "MATRIX_USER",
+                    "MATRIX_PASSWORD",
                 ])
+                // An alias in the environment still beats the file's neutral key.
+                .map(|k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    k.strip_prefix("rocket")
+                        .map_or(k.clone(), str::to_owned)
+                        .into()
+                }),
+        );
+        fig = fig.merge(
+            Env::raw()
+                .only(&["CHAT_URL", "CHAT_USER_ID", "CHAT_TOKEN"])
                 .map(|k| k.as_str().to_ascii_lowercase().into()),
         );
         let mut s: Settings = fig
@@ -230,9 +301,16 @@ impl Settings {
         if let Some(v) = &global.moodle_prefix {
             s.moodle_prefix = v.clone();
         }
-        if let Some(v) = &global.rocketchat_url {
-            s.rocketchat_url = Some(v.clone());
+        if let Some(v) = &global.chat_url {
+            s.chat_url = Some(v.clone());
         }
+        // Rocket.Chat's names are aliases: the neutral one wins, and both read the same after.
+        s.chat_url = s.chat_url.take().or(s.rocketchat_url.take());
+        s.chat_user_id = s.chat_user_id.take().or(s.rocketchat_user_id.take());
+        s.chat_token = s.chat_token.take().or(s.rocketchat_token.take());
+        s.rocketchat_url.clone_from(&s.chat_url);
+        s.rocketchat_user_id.clone_from(&s.chat_user_id);
+        s.rocketchat_token.clone_from(&s.chat_token);
         check_postgres_url("DATABASE_URL", &s.database_url)?;
         if let Some(m) = &s.moodle_database_url {
             check_postgres_url("MOODLE_DATABASE_URL", m)?;
@@ -261,6 +339,99 @@ impl Settings {
         )
     }
 
+    /// The chat backend when no `--chat-backend` flag says: `CHAT_BACKEND`, else the file's
+    /// `[worker] chat_backend`, else Rocket.Chat.
+    pub fn chat_backend(&self) -> anyhow::Result<ChatBackendKind> {
+        match std::env::var("CHAT_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => ChatBackendKind::from_str(v.trim(), true)
+                .map_err(|_| anyhow::anyhow!("CHAT_BACKEND={v:?}: expected rocketchat or matrix")),
+            _ => Ok(self.worker.chat_backend.unwrap_or_default()),
+        }
+    }
+
+    /// Whether the settings name a chat server of kind `backend` (else the demo and the
+    /// bench start the simulator, where there is one).
+    pub fn has_chat_server(&self, backend: ChatBackendKind) -> bool {
+        match backend {
+            ChatBackendKind::Rocketchat => self.chat_url.is_some(),
+            ChatBackendKind::Matrix => {
+                self.matrix_homeserver_url.is_some() || self.chat_url.is_some()
+            }
+        }
+    }
+
+    /// How to reach the chat server of kind `backend`: its URL and the bot's credentials,
+    /// each missing one named. `bot_username` (Rocket.Chat: default asked from the server)
+    /// and `timeout` (per request) come from the worker's settings.
+    pub fn chat_connection(
+        &self,
+        backend: ChatBackendKind,
+        bot_username: Option<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<rcjobs_worker::wiring::ChatConnection> {
+        use anyhow::Context;
+        use rcjobs_worker::wiring::{matrix, ChatConnection};
+        match backend {
+            ChatBackendKind::Rocketchat => {
+                let url = self
+                    .chat_url
+                    .as_deref()
+                    .context("CHAT_URL (or ROCKETCHAT_URL) is not set")?;
+                let user_id = self
+                    .chat_user_id
+                    .clone()
+                    .context("CHAT_USER_ID (or ROCKETCHAT_USER_ID) is not set")?;
+                let token = self
+                    .chat_token
+                    .clone()
+                    .context("CHAT_TOKEN (or ROCKETCHAT_TOKEN) is not set")?;
+                let mut rc = rcjobs_rocketchat::RocketChatConfig::new(
+                    url::Url::parse(url).context("CHAT_URL is not a URL")?,
+                    rcjobs_rocketchat::Auth::Token {
+                        user_id,
+                        token: rcjobs_rocketchat::Secret::new(token),
+                    },
+                );
+                rc.bot_username = bot_username;
+                rc.request_timeout = timeout;
+                Ok(ChatConnection::RocketChat(rc))
+            }
+            ChatBackendKind::Matrix => {
+                let url = self
+                    .matrix_homeserver_url
+                    .as_deref()
+                    .or(self.chat_url.as_deref())
+                    .context("MATRIX_HOMESERVER_URL is not set (the Synapse homeserver's URL; scripts/ensure-synapse.sh starts one for tests)")?;
+                let auth = match (
+                    self.matrix_access_token.as_ref().or(self.chat_token.as_ref()),
+                    &self.matrix_user,
+                    &self.matrix_password,
+                ) {
+                    (Some(token), _, _) => {
+                        matrix::Auth::Token(matrix::Secret::new(token.clone()))
+                    }
+                    (None, Some(user), Some(password)) => matrix::Auth::Password {
+                        user: user.clone(),
+                        password: matrix::Secret::new(password.clone()),
+                    },
+                    _ => anyhow::bail!(
+                        "MATRIX_ACCESS_TOKEN is not set, nor MATRIX_USER and MATRIX_PASSWORD (the bot, a Synapse server admin)"
+                    ),
+                };
+                anyhow::ensure!(
+                    bot_username.is_none(),
+                    "--bot-username is for Rocket.Chat: on Matrix the bot is whoever the access token or MATRIX_USER is"
+                );
+                let mut cfg = matrix::MatrixConfig::new(
+                    url::Url::parse(url).context("MATRIX_HOMESERVER_URL is not a URL")?,
+                    auth,
+                );
+                cfg.request_timeout = timeout;
+                Ok(ChatConnection::Matrix(cfg))
+            }
+        }
+    }
+
     /// The Moodle database URL, falling back to the queue database.
     pub fn moodle_url(&self) -> &str {
         self.moodle_database_url
@@ -275,6 +446,9 @@ impl Settings {
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerFileSettings {
+    /// `--chat-backend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_backend: Option<ChatBackendKind>,
     /// `--concurrency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
@@ -319,6 +493,7 @@ pub struct WorkerFileSettings {
 impl std::fmt::Debug for WorkerFileSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerFileSettings")
+            .field("chat_backend", &self.chat_backend)
             .field("concurrency", &self.concurrency)
             .field("metrics_addr", &self.metrics_addr)
             .field("queues", &self.queues)
@@ -606,5 +781,125 @@ mod tests {
             assert_eq!(from_file, LogFormat::Json);
         }
         assert_eq!(from_flag, LogFormat::Text);
+    }
+
+    /// Loads `rcjobs --config FILE [ARGS] status` the way `rcjobs` does.
+    fn load_file(name: &str, toml: &str, args: &[&str]) -> anyhow::Result<Settings> {
+        use clap::Parser;
+        let path = std::env::temp_dir().join(format!(
+            "rcjobs-config-test-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, toml)?;
+        let mut argv = vec!["rcjobs", "--config", path.to_str().unwrap_or_default()];
+        argv.extend_from_slice(args);
+        argv.push("status");
+        let loaded = crate::cmd::Cli::try_parse_from(argv)
+            .map_err(anyhow::Error::from)
+            .and_then(|cli| Settings::load(&cli.global));
+        let _ = std::fs::remove_file(&path);
+        loaded
+    }
+
+    fn chat_env_set() -> bool {
+        [
+            "CHAT_URL",
+            "CHAT_USER_ID",
+            "CHAT_TOKEN",
+            "CHAT_BACKEND",
+            "ROCKETCHAT_URL",
+            "ROCKETCHAT_USER_ID",
+            "ROCKETCHAT_TOKEN",
+            "MATRIX_HOMESERVER_URL",
+            "MATRIX_ACCESS_TOKEN",
+            "MATRIX_USER",
+            "MATRIX_PASSWORD",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    }
+
+    #[test]
+    fn rocketchat_names_are_aliases_of_the_chat_settings() {
+        if chat_env_set() {
+            return; // the environment would win over the file
+        }
+        let s = load_file(
+            "alias",
+            "rocketchat_url = \"https://rc.example.edu\"\nrocketchat_user_id = \"bot-id\"\nrocketchat_token = \"t0k\"\n",
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(s.chat_url.as_deref(), Some("https://rc.example.edu"));
+        assert_eq!(s.chat_user_id.as_deref(), Some("bot-id"));
+        assert_eq!(s.rocketchat_token, s.chat_token);
+        let s = load_file(
+            "neutral-wins",
+            "chat_url = \"https://chat.example.edu\"\nrocketchat_url = \"https://old.example.edu\"\n",
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(s.chat_url.as_deref(), Some("https://chat.example.edu"));
+        assert_eq!(
+            s.rocketchat_url, s.chat_url,
+            "old readers see the same server"
+        );
+        let s = load_file(
+            "flag",
+            "",
+            &["--rocketchat-url", "https://flag.example.edu"],
+        )
+        .expect("loads");
+        assert_eq!(s.chat_url.as_deref(), Some("https://flag.example.edu"));
+        assert!(!format!("{s:?}").contains("t0k"));
+    }
+
+    #[test]
+    fn the_backend_comes_from_the_worker_section_and_names_what_is_missing() {
+        if chat_env_set() {
+            return;
+        }
+        let s = load_file(
+            "matrix",
+            "matrix_homeserver_url = \"http://127.0.0.1:8008\"\n[worker]\nchat_backend = \"matrix\"\n",
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(s.chat_backend().expect("valid"), ChatBackendKind::Matrix);
+        let timeout = Duration::from_secs(5);
+        let e = format!(
+            "{:#}",
+            s.chat_connection(ChatBackendKind::Matrix, None, timeout)
+                .expect_err("no credentials")
+        );
+        assert!(
+            e.contains("MATRIX_ACCESS_TOKEN") && e.contains("MATRIX_PASSWORD"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            s.chat_connection(ChatBackendKind::Rocketchat, None, timeout)
+                .expect_err("no Rocket.Chat server")
+        );
+        assert!(e.contains("CHAT_URL"), "{e}");
+
+        let s = load_file(
+            "matrix-token",
+            "matrix_homeserver_url = \"http://127.0.0.1:8008\"\nmatrix_access_token = \"syt_secret\"\n",
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(
+            s.chat_backend().expect("valid"),
+            ChatBackendKind::Rocketchat
+        );
+        let c = s
+            .chat_connection(ChatBackendKind::Matrix, None, timeout)
+            .expect("a Matrix connection");
+        assert_eq!(c.backend_name(), "matrix");
+        assert!(!format!("{c:?} {s:?}").contains("syt_secret"));
+        let e = load_file("bad-backend", "[worker]\nchat_backend = \"irc\"\n", &[])
+            .expect_err("unknown backend");
+        assert!(format!("{e:#}").contains("irc"), "{e:#}");
     }
 }

@@ -1,16 +1,15 @@
-//! `rcjobs worker`: runs the job handlers against Moodle and Rocket.Chat until SIGTERM or
-//! SIGINT, then drains (running jobs finish, prefetched ones go back to the queue).
+//! `rcjobs worker`: runs the job handlers against Moodle and the chat server (Rocket.Chat or
+//! Matrix) until SIGTERM or SIGINT, then drains (running jobs finish, prefetched ones go back
+//! to the queue).
 
-use super::config::{check_min_duration, DurationSetting, Settings, WorkerFileSettings};
+use super::config::{
+    check_min_duration, ChatBackendKind, DurationSetting, Settings, WorkerFileSettings,
+};
 use anyhow::Context;
 use clap::Args;
-use rcjobs_metrics::{Metrics, MetricsConfig};
 use rcjobs_queue::RetryPolicy;
-use rcjobs_rocketchat::{
-    Auth, RequestObserver, RocketChatBackend, RocketChatClient, RocketChatConfig, Secret,
-};
-use rcjobs_worker::runtime::{MetricsHooks, WorkerStack};
-use rcjobs_worker::{CancellationToken, Engine, PgRequestGate, WorkerConfig};
+use rcjobs_worker::wiring::{build_engine, build_worker, metrics_for, EngineParts, WorkerParts};
+use rcjobs_worker::{CancellationToken, WorkerConfig};
 use sqlx::postgres::PgPoolOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +23,11 @@ use std::time::Duration;
 /// `5m`, `1h 30m`).
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// The chat server's kind: `rocketchat` (`CHAT_URL`, `CHAT_USER_ID`, `CHAT_TOKEN`, or
+    /// their `ROCKETCHAT_*` names) or `matrix` (`MATRIX_HOMESERVER_URL`, then
+    /// `MATRIX_ACCESS_TOKEN` or `MATRIX_USER` + `MATRIX_PASSWORD`) [default: rocketchat].
+    #[arg(long, value_enum, env = "CHAT_BACKEND")]
+    pub chat_backend: Option<ChatBackendKind>,
     /// Jobs run at once by this process [default: 16].
     #[arg(long, env = "RCJOBS_CONCURRENCY")]
     pub concurrency: Option<usize>,
@@ -52,7 +56,8 @@ pub struct WorkerArgs {
     /// handlers file) [default: 1h].
     #[arg(long, value_name = "DURATION", env = "RCJOBS_RECONCILE_INTERVAL")]
     pub reconcile_interval: Option<DurationSetting>,
-    /// The bot's Rocket.Chat username (default: asked from the server).
+    /// The bot's Rocket.Chat username (default: asked from the server; Matrix: the access
+    /// token's user).
     #[arg(long, env = "ROCKETCHAT_BOT_USERNAME")]
     pub bot_username: Option<String>,
     /// How long a claimed job stays leased without a heartbeat before another worker may
@@ -70,8 +75,8 @@ pub struct WorkerArgs {
     /// [default: 60s, Moodle's].
     #[arg(long, value_name = "DURATION", env = "RCJOBS_RETRY_BASE")]
     pub retry_base: Option<DurationSetting>,
-    /// Rocket.Chat request timeout [default: 30s].
-    #[arg(long, value_name = "DURATION", env = "ROCKETCHAT_TIMEOUT")]
+    /// Chat request timeout [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "CHAT_TIMEOUT")]
     pub chat_timeout: Option<DurationSetting>,
     /// A direct database URL for the LISTEN connection when `DATABASE_URL` goes through a
     /// transaction-pooling PgBouncer (LISTEN needs a session of its own).
@@ -83,6 +88,8 @@ pub struct WorkerArgs {
 /// checked. `None` leaves the queue runtime's or the handlers file's own default in place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerOptions {
+    /// The chat server's kind.
+    pub chat_backend: ChatBackendKind,
     /// Jobs run at once (≥ 1).
     pub concurrency: usize,
     /// Metrics and health address.
@@ -127,6 +134,14 @@ impl WorkerArgs {
     pub fn resolve(self, file: &WorkerFileSettings) -> anyhow::Result<WorkerOptions> {
         let dur =
             |flag: Option<DurationSetting>, key: Option<DurationSetting>| flag.or(key).map(|d| d.0);
+        // Rocket.Chat's name for CHAT_TIMEOUT, still honoured below the neutral one.
+        let chat_timeout_alias = match std::env::var("ROCKETCHAT_TIMEOUT") {
+            Ok(v) if self.chat_timeout.is_none() => Some(
+                v.parse::<DurationSetting>()
+                    .map_err(|e| anyhow::anyhow!("ROCKETCHAT_TIMEOUT: {e}"))?,
+            ),
+            _ => None,
+        };
         let concurrency = self
             .concurrency
             .or(file.concurrency)
@@ -193,11 +208,13 @@ impl WorkerArgs {
             .transpose()?;
         let chat_timeout = check_min_duration(
             "chat timeout (--chat-timeout, [worker] chat_timeout)",
-            dur(self.chat_timeout, file.chat_timeout).unwrap_or(DEFAULT_CHAT_TIMEOUT),
+            dur(self.chat_timeout.or(chat_timeout_alias), file.chat_timeout)
+                .unwrap_or(DEFAULT_CHAT_TIMEOUT),
             Duration::from_secs(1),
-            "every Rocket.Chat request would time out",
+            "every chat request would time out",
         )?;
         Ok(WorkerOptions {
+            chat_backend: self.chat_backend.or(file.chat_backend).unwrap_or_default(),
             concurrency,
             metrics_addr: self
                 .metrics_addr
@@ -240,20 +257,6 @@ impl rcjobs_metrics::Readiness for DbReadiness {
             .await
             .map(|_| ())
             .map_err(|e| format!("queue database unreachable: {e}"))
-    }
-}
-
-/// Chat request events → metrics.
-struct ChatMetrics(Metrics);
-
-impl RequestObserver for ChatMetrics {
-    fn on_response(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
-        self.0
-            .chat_request(endpoint, (status != 0).then_some(status), elapsed);
-    }
-
-    fn on_rate_limited(&self, endpoint: &'static str, wait: Duration) {
-        self.0.chat_paused(endpoint, wait);
     }
 }
 
@@ -320,18 +323,7 @@ async fn shutdown_signal() {
 pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
     let a = a.resolve(&s.worker)?;
     let cfg = handler_config(&a)?;
-    let url = s
-        .rocketchat_url
-        .as_deref()
-        .context("ROCKETCHAT_URL is not set")?;
-    let user_id = s
-        .rocketchat_user_id
-        .clone()
-        .context("ROCKETCHAT_USER_ID is not set")?;
-    let token = s
-        .rocketchat_token
-        .clone()
-        .context("ROCKETCHAT_TOKEN is not set")?;
+    let chat = s.chat_connection(a.chat_backend, a.bot_username.clone(), a.chat_timeout)?;
 
     let (queue_conns, moodle_conns) = pool_sizes(a.concurrency);
     let queue_opts = super::db::parse_url("DATABASE_URL", &s.database_url)?;
@@ -371,48 +363,22 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
     };
     let moodle = rcjobs_moodle::MoodleDb::new(moodle_pool, &s.moodle_prefix)?;
 
-    let known_kinds = rcjobs_producer::Kind::ALL
-        .iter()
-        .map(|k| k.as_str().to_owned())
-        .collect();
-    let metrics = Metrics::new(MetricsConfig {
-        known_kinds,
-        ..MetricsConfig::default()
-    })?;
+    let metrics = metrics_for(&chat)?;
     metrics.set_worker_concurrency(a.concurrency);
-
-    let gate = Arc::new(PgRequestGate::new(pool.clone(), cfg.rate_limit.clone()));
-    let mut rc = RocketChatConfig::new(
-        url::Url::parse(url).context("ROCKETCHAT_URL is not a URL")?,
-        Auth::Token {
-            user_id,
-            token: Secret::new(token),
-        },
-    );
-    rc.bot_username = a.bot_username.clone();
-    rc.request_timeout = a.chat_timeout;
-    let client = RocketChatClient::builder(rc)
-        .observer(Arc::new(ChatMetrics(metrics.clone())))
-        .gate(gate)
-        .build()
-        .context("building the Rocket.Chat client")?;
-    let backend = RocketChatBackend::connect(client)
-        .await
-        .context("connecting to Rocket.Chat")?;
-    tracing::info!(bot = %rcjobs_chat::ChatBackend::bot_username(&backend), "connected to Rocket.Chat");
-
-    let engine = Arc::new(Engine::new(
-        pool.clone(),
+    let engine = build_engine(EngineParts {
+        pool: pool.clone(),
         moodle,
-        Arc::new(backend),
-        cfg,
-        Some(metrics.clone()),
-    )?);
+        chat,
+        config: cfg,
+        metrics: metrics.clone(),
+        observer: None,
+    })
+    .await
+    .context("connecting to the chat server")?;
     let mut builder = rcjobs_queue::Worker::builder(pool.clone())
         .concurrency(a.concurrency)
         .queues(a.queues.clone())
-        .shutdown_timeout(a.drain_timeout)
-        .hooks(Arc::new(MetricsHooks::new(metrics.clone())));
+        .shutdown_timeout(a.drain_timeout);
     if let Some(ttl) = a.lease_ttl {
         builder = builder.lease_ttl(ttl);
     }
@@ -432,7 +398,11 @@ pub async fn run(s: &Settings, a: WorkerArgs) -> anyhow::Result<()> {
             .context("DATABASE_LISTEN_URL is not a valid database URL")?;
         builder = builder.wakeup(rcjobs_queue::Wakeup::start(&listen_pool));
     }
-    let worker = WorkerStack::build(builder, engine, Some(metrics.clone()))?;
+    let worker = build_worker(WorkerParts {
+        engine,
+        queue: builder,
+        hooks: None,
+    })?;
 
     let stop = CancellationToken::new();
     let server = rcjobs_metrics::MetricsServer::bind(
@@ -496,7 +466,7 @@ mod tests {
     }
 
     use super::{WorkerArgs, WorkerOptions};
-    use crate::cmd::config::Settings;
+    use crate::cmd::config::{ChatBackendKind, Settings};
     use crate::cmd::{Cli, Command};
     use clap::Parser;
     use std::time::Duration;
@@ -530,6 +500,7 @@ mod tests {
 
     const FILE: &str = r#"
         [worker]
+        chat_backend = "matrix"
         concurrency = 3
         queues = ["sync", "bulk"]
         metrics_addr = "127.0.0.1:9999"
@@ -548,6 +519,9 @@ mod tests {
     #[test]
     fn every_worker_setting_can_come_from_the_file() {
         let o = resolve("file", FILE, &[]).expect("resolves");
+        if std::env::var_os("CHAT_BACKEND").is_none() {
+            assert_eq!(o.chat_backend, ChatBackendKind::Matrix);
+        }
         assert_eq!(o.concurrency, 3);
         assert_eq!(o.queues, ["sync", "bulk"]);
         assert_eq!(o.metrics_addr.to_string(), "127.0.0.1:9999");
@@ -590,9 +564,12 @@ mod tests {
                 "--reconcile-interval",
                 "0",
                 "--create-accounts=false",
+                "--chat-backend",
+                "rocketchat",
             ],
         )
         .expect("resolves");
+        assert_eq!(o.chat_backend, ChatBackendKind::Rocketchat);
         assert_eq!(o.concurrency, 8);
         assert_eq!(o.queues, ["x", "y"]);
         assert_eq!(o.lease_ttl, Some(Duration::from_secs(20)));

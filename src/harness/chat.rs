@@ -1,15 +1,17 @@
 //! The chat server of a run: the in-process simulator (seeded with the site's accounts and
-//! the bot), or a real Rocket.Chat from `ROCKETCHAT_URL` / `ROCKETCHAT_USER_ID` /
-//! `ROCKETCHAT_TOKEN` (then nothing is seeded). Also the per-endpoint call counter every
+//! the bot), or a real server from the settings (`CHAT_URL` / `CHAT_USER_ID` / `CHAT_TOKEN`
+//! or their `ROCKETCHAT_*` names for Rocket.Chat; `MATRIX_*` for Matrix, with
+//! `CHAT_BACKEND=matrix`), then nothing is seeded. Also the per-endpoint call counter every
 //! client of the run reports to.
 
-use crate::cmd::config::Settings;
+use crate::cmd::config::{ChatBackendKind, Settings};
 use anyhow::Context;
 use rcjobs_chat::RequestGate;
 use rcjobs_rocketchat::{
     Auth, RequestObserver, RocketChatBackend, RocketChatClient, RocketChatConfig, Secret,
 };
 use rcjobs_sim::{RateLimit, Seed, SeedBot, SeedUser, SimConfig, SimHandle, Snapshot};
+use rcjobs_worker::wiring::{ChatConnection, ChatObserver};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -32,14 +34,16 @@ pub struct EndpointCalls {
 /// Counts every HTTP exchange of every client of the run, per endpoint.
 #[derive(Debug, Default)]
 pub struct CallCounter {
-    by_endpoint: Mutex<BTreeMap<&'static str, EndpointCalls>>,
+    by_endpoint: Mutex<BTreeMap<String, EndpointCalls>>,
 }
 
 impl CallCounter {
     /// Counts so far, per endpoint.
     pub fn snapshot(&self) -> BTreeMap<String, EndpointCalls> {
-        let m = self.by_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        self.by_endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Starts counting afresh.
@@ -51,17 +55,31 @@ impl CallCounter {
     }
 }
 
-impl RequestObserver for CallCounter {
-    fn on_response(&self, endpoint: &'static str, status: u16, _elapsed: Duration) {
+impl CallCounter {
+    fn count(&self, endpoint: &str, status: Option<u16>) {
         let mut m = self.by_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        let e = m.entry(endpoint).or_default();
+        let e = m.entry(endpoint.to_owned()).or_default();
         e.calls += 1;
-        if status == 429 {
+        if status == Some(429) {
             e.rate_limited += 1;
         }
-        if status == 0 || status >= 500 {
+        if status.is_none_or(|s| s >= 500) {
             e.failed += 1;
         }
+    }
+}
+
+/// The workers' clients report here through the wiring.
+impl ChatObserver for CallCounter {
+    fn on_response(&self, route: &str, status: Option<u16>, _elapsed: Duration) {
+        self.count(route, status);
+    }
+}
+
+/// The harness's own Rocket.Chat clients (the plugin's call pattern) report here directly.
+impl RequestObserver for CallCounter {
+    fn on_response(&self, endpoint: &'static str, status: u16, _elapsed: Duration) {
+        self.count(endpoint, (status != 0).then_some(status));
     }
 }
 
@@ -91,38 +109,34 @@ pub enum ChatServer {
     Sim(SimHandle),
     /// A real server.
     External {
-        /// Base URL.
-        url: String,
-        /// Bot user id.
-        user_id: String,
-        /// Personal access token (never printed).
-        token: Secret,
+        /// How the workers reach it (credentials never printed).
+        connection: ChatConnection,
     },
 }
 
+/// The request timeout of the harness's clients of a real server (the worker's default).
+const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl ChatServer {
-    /// The real server from the settings if `ROCKETCHAT_URL` is set, else a simulator seeded
-    /// with `usernames` as active `user` accounts plus the bot.
+    /// The real server from the settings if they name one, else a simulator seeded with
+    /// `usernames` as active `user` accounts plus the bot. The simulator speaks Rocket.Chat's
+    /// API only: with the Matrix backend the settings must name a homeserver.
     pub async fn start(
         settings: &Settings,
         usernames: &[String],
         opts: &SimOptions,
     ) -> anyhow::Result<ChatServer> {
-        if let Some(url) = &settings.rocketchat_url {
-            let user_id = settings
-                .rocketchat_user_id
-                .clone()
-                .context("ROCKETCHAT_URL is set but ROCKETCHAT_USER_ID is not")?;
-            let token = settings
-                .rocketchat_token
-                .clone()
-                .context("ROCKETCHAT_URL is set but ROCKETCHAT_TOKEN is not")?;
-            return Ok(ChatServer::External {
-                url: url.clone(),
-                user_id,
-                token: Secret::new(token),
-            });
+        let backend = settings.chat_backend()?;
+        if settings.has_chat_server(backend) {
+            let connection = settings
+                .chat_connection(backend, None, EXTERNAL_TIMEOUT)
+                .context("the chat server named by the settings")?;
+            return Ok(ChatServer::External { connection });
         }
+        anyhow::ensure!(
+            backend == ChatBackendKind::Rocketchat,
+            "the Matrix backend needs a Synapse homeserver: run scripts/ensure-synapse.sh (or point MATRIX_HOMESERVER_URL at one) and set MATRIX_ACCESS_TOKEN (or MATRIX_USER and MATRIX_PASSWORD) for an admin bot"
+        );
         let bot = SeedBot {
             username: SIM_BOT.into(),
             roles: if opts.limited_bot {
@@ -168,43 +182,59 @@ impl ChatServer {
     pub fn describe(&self) -> String {
         match self {
             ChatServer::Sim(s) => format!("simulator at {}", s.base_url()),
-            ChatServer::External { url, .. } => format!("Rocket.Chat at {url}"),
+            ChatServer::External {
+                connection: ChatConnection::RocketChat(c),
+            } => format!("Rocket.Chat at {}", c.base_url),
+            ChatServer::External {
+                connection: ChatConnection::Matrix(c),
+            } => format!("Matrix homeserver at {}", c.homeserver_url),
         }
     }
 
-    /// A client reporting to `observer`, behind `gate` if given.
+    /// How the workers connect to the server (through `rcjobs_worker::wiring`).
+    pub fn connection(&self) -> anyhow::Result<ChatConnection> {
+        match self {
+            ChatServer::Sim(s) => {
+                let mut rc = RocketChatConfig::new(
+                    url::Url::parse(&s.base_url()).context("simulator URL")?,
+                    Auth::Token {
+                        user_id: s.bot_user_id().to_owned(),
+                        token: Secret::new(s.bot_token()),
+                    },
+                );
+                rc.bot_username = Some(SIM_BOT.into());
+                Ok(ChatConnection::RocketChat(rc))
+            }
+            ChatServer::External { connection } => Ok(connection.clone()),
+        }
+    }
+
+    fn rocketchat_config(&self) -> anyhow::Result<RocketChatConfig> {
+        match self.connection()? {
+            ChatConnection::RocketChat(rc) => Ok(rc),
+            other => anyhow::bail!(
+                "this step speaks Rocket.Chat's API, and the chat server is a {} one",
+                other.backend_name()
+            ),
+        }
+    }
+
+    /// A client of the harness's own (not a worker's) reporting to `observer`, behind
+    /// `gate` if given.
     pub fn client(
         &self,
         observer: Arc<CallCounter>,
         gate: Option<Arc<dyn RequestGate>>,
     ) -> anyhow::Result<RocketChatClient> {
-        let (url, user_id, token) = match self {
-            ChatServer::Sim(s) => (
-                s.base_url(),
-                s.bot_user_id().to_owned(),
-                Secret::new(s.bot_token()),
-            ),
-            ChatServer::External {
-                url,
-                user_id,
-                token,
-            } => (url.clone(), user_id.clone(), token.clone()),
-        };
-        let mut rc = RocketChatConfig::new(
-            url::Url::parse(&url).context("chat server URL")?,
-            Auth::Token { user_id, token },
-        );
-        if self.sim().is_some() {
-            rc.bot_username = Some(SIM_BOT.into());
-        }
-        let mut b = RocketChatClient::builder(rc).observer(observer);
+        let mut b = RocketChatClient::builder(self.rocketchat_config()?).observer(observer);
         if let Some(g) = gate {
             b = b.gate(g);
         }
         b.build().context("building the Rocket.Chat client")
     }
 
-    /// A backend (the handlers' view of the server) on a fresh client.
+    /// A Rocket.Chat backend (the handlers' view of the server) on a fresh client of the
+    /// harness's own, for its comparisons.
     pub async fn backend(
         &self,
         observer: Arc<CallCounter>,

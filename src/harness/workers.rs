@@ -1,6 +1,7 @@
-//! W queue workers in this process, each built like a separate replica: its own database
-//! pool, its own Rocket.Chat client (behind its own handle on the shared Postgres rate
-//! limiter) and its own claim loop.
+//! W queue workers in this process, each built like a separate replica, by the same wiring
+//! as `rcjobs worker` (`rcjobs_worker::wiring`): its own database pool, its own chat client
+//! (behind its own handle on the shared Postgres rate limiter, with its metrics), its own
+//! claim loop.
 //!
 //! Pools are sized from a connection budget ([`plan_connections`]), not one connection per
 //! concurrent job: a job holds a connection only for its short queries (Moodle reads, sync
@@ -9,10 +10,9 @@
 //! `max_connections = 100`; the demo and `bench e2e` stay within [`DEFAULT_CONNECTION_CAP`].
 
 use super::chat::{CallCounter, ChatServer};
-use rcjobs_chat::RequestGate;
 use rcjobs_queue::{JobInfo, JobOutcome, QueueHooks, RetryPolicy};
-use rcjobs_worker::runtime::WorkerStack;
-use rcjobs_worker::{CancellationToken, Engine, PgRequestGate, WorkerConfig};
+use rcjobs_worker::wiring::{build_engine, build_worker, metrics_for, EngineParts, WorkerParts};
+use rcjobs_worker::{CancellationToken, WorkerConfig};
 use sqlx::postgres::PgConnectOptions;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -219,19 +219,17 @@ pub async fn start(
         let pool = super::postgres::pool(db, conns.max(MIN_REPLICA_CONNECTIONS)).await?;
         pools.push(pool.clone());
         let moodle = rcjobs_moodle::MoodleDb::new(pool.clone(), prefix)?;
-        let gate: Arc<dyn RequestGate> = Arc::new(PgRequestGate::new(
-            pool.clone(),
-            opts.config.rate_limit.clone(),
-        ));
-        let backend = chat.backend(calls.clone(), Some(gate)).await?;
-        let engine = Arc::new(Engine::new(
-            pool.clone(),
+        let connection = chat.connection()?;
+        let engine = build_engine(EngineParts {
+            pool: pool.clone(),
             moodle,
-            Arc::new(backend),
-            opts.config.clone(),
-            None,
-        )?);
-        let builder = rcjobs_queue::Worker::builder(pool)
+            metrics: metrics_for(&connection)?,
+            chat: connection,
+            config: opts.config.clone(),
+            observer: Some(calls.clone()),
+        })
+        .await?;
+        let queue = rcjobs_queue::Worker::builder(pool)
             .concurrency(opts.concurrency)
             .queues([opts.config.queue.clone()])
             .poll_interval(Duration::from_millis(500))
@@ -239,9 +237,12 @@ pub async fn start(
             .retry_policy(RetryPolicy {
                 base: Duration::from_secs(1),
                 ..RetryPolicy::default()
-            })
-            .hooks(counters.clone());
-        let worker = WorkerStack::build(builder, engine, None)?;
+            });
+        let worker = build_worker(WorkerParts {
+            engine,
+            queue,
+            hooks: Some(counters.clone()),
+        })?;
         let s = stop.clone();
         tasks.push(tokio::spawn(async move {
             worker.run(async move { s.cancelled().await }).await

@@ -6,7 +6,8 @@
 //!
 //! * **closed enums** ([`JobOutcome`], [`MembershipAction`], [`MembershipFailure`]): the type
 //!   system bounds them;
-//! * **allowlists** (chat endpoints, HTTP status codes): anything not on the list becomes
+//! * **allowlists** (chat endpoints, as the configured backend lists them; HTTP status
+//!   codes): anything not on the list becomes
 //!   [`OTHER`] (status codes fold into their class, `2xx`/`4xx`/`5xx`);
 //! * **capped open sets** ([`LabelGuard`], for job kinds, queue names, job states and pool
 //!   names, which the application defines but this crate cannot enumerate): a value must look
@@ -154,8 +155,10 @@ impl MembershipFailure {
     }
 }
 
-/// Rocket.Chat REST routes the worker calls (docs/rocketchat-api.md §1–§2). Anything else is
-/// labelled [`OTHER`] unless added through `MetricsConfig::extra_chat_endpoints`.
+/// Rocket.Chat REST routes the worker calls (docs/rocketchat-api.md §1–§2): the default of
+/// `MetricsConfig::chat_endpoints`, which a process talking to another backend replaces with
+/// that backend's routes (the worker takes them from its chat connection). A route not in
+/// the configured list is labelled [`OTHER`].
 pub const ROCKETCHAT_ENDPOINTS: &[&str] = &[
     "login",
     "me",

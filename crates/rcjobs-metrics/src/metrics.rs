@@ -34,8 +34,9 @@ const CHAT_BUCKETS: &[f64] = &[
 pub struct MetricsConfig {
     /// Value of the `backend` label on chat metrics (one process talks to one chat backend).
     pub chat_backend: String,
-    /// Routes labelled by name besides [`ROCKETCHAT_ENDPOINTS`] (for another backend).
-    pub extra_chat_endpoints: Vec<String>,
+    /// The routes of that backend labelled by name (the backend supplies its list); any
+    /// other route is labelled `other`. The default is Rocket.Chat's, as is `chat_backend`'s.
+    pub chat_endpoints: Vec<String>,
     /// Job kinds the process knows. Non-empty: exactly these are labelled (others become
     /// `other`) and their series exist at zero from the start. Empty: the first
     /// `max_kinds` identifier-like kinds seen are admitted.
@@ -58,7 +59,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             chat_backend: "rocketchat".to_string(),
-            extra_chat_endpoints: Vec::new(),
+            chat_endpoints: ROCKETCHAT_ENDPOINTS.iter().map(|r| r.to_string()).collect(),
             known_kinds: Vec::new(),
             max_kinds: 64,
             max_queues: 32,
@@ -355,12 +356,7 @@ impl Metrics {
         } else {
             LabelGuard::closed(config.known_kinds.iter().map(String::as_str))
         };
-        let endpoints = LabelGuard::closed(
-            ROCKETCHAT_ENDPOINTS
-                .iter()
-                .copied()
-                .chain(config.extra_chat_endpoints.iter().map(String::as_str)),
-        );
+        let endpoints = LabelGuard::closed(config.chat_endpoints.iter().map(String::as_str));
         let backend = LabelGuard::new(1).label(&config.chat_backend);
 
         let metrics = Metrics {

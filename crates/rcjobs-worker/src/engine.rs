@@ -6,7 +6,7 @@ use crate::config::WorkerConfig;
 use crate::mapping::{RuleError, UsernameMapping};
 use crate::state::SyncState;
 use chrono::{DateTime, Utc};
-use rcjobs_chat::{ChatBackend, ChatError, ChatResult};
+use rcjobs_chat::{ChatBackend, ChatResult};
 use rcjobs_metrics::{MembershipAction, MembershipFailure, Metrics};
 use rcjobs_moodle::{MoodleDb, MoodleError};
 use rcjobs_producer::{EnqueueError, EnqueueOptions, Job, PayloadError};
@@ -124,21 +124,6 @@ impl From<EnqueueError> for HandlerError {
 impl From<PayloadError> for HandlerError {
     fn from(e: PayloadError) -> Self {
         HandlerError::Permanent(e.to_string())
-    }
-}
-
-/// The class of a chat error when no room-specific handling applies.
-pub fn chat_error(e: ChatError) -> HandlerError {
-    match e {
-        ChatError::RateLimited { endpoint, retry_at } => HandlerError::Snooze {
-            until: retry_at,
-            reason: format!("rate limited on {endpoint}"),
-        },
-        // Credentials can be fixed by an operator without touching jobs: keep retrying.
-        e @ (ChatError::Transient { .. } | ChatError::Unauthorized { .. }) => {
-            HandlerError::Retryable(e.to_string())
-        }
-        e => HandlerError::Permanent(e.to_string()),
     }
 }
 

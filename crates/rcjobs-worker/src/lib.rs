@@ -7,11 +7,15 @@
 //!   names; [`password`]: random passwords for created accounts.
 //! * [`state`]: the worker's schema `rcjobs_sync` (room mapping, converged membership,
 //!   outcomes), migrated by [`migrate`].
+//! * [`outcome`]: what a chat error means for a job (the one classification) and the
+//!   recorded outcome codes.
 //! * [`chat_retry`]: short in-handler retries of chat calls that failed transiently.
 //! * [`limiter`]: the shared Postgres-backed rate limiter ([`PgRequestGate`]).
 //! * [`settings`]: the settings Moodle supplies (mod_rocketchat's `config_plugins`), cached.
 //! * [`runtime`]: registration with the queue runtime, queue hooks → metrics, the
 //!   periodic `reconcile_all` scheduler.
+//! * [`wiring`]: one replica put together (chat backend, limiter, observers, metrics,
+//!   engine, queue worker), the same for the CLI, the harness and the tests.
 //!
 //! The worker never writes to Moodle tables.
 
@@ -24,18 +28,21 @@ mod handlers;
 pub mod limiter;
 pub mod mapping;
 pub mod naming;
+pub mod outcome;
 pub mod password;
 pub mod planner;
 pub mod preflight;
 pub mod runtime;
 pub mod settings;
 pub mod state;
+pub mod wiring;
 
 pub use config::WorkerConfig;
-pub use engine::{chat_error, Engine, EngineError, HandlerError, JobInfo};
+pub use engine::{Engine, EngineError, HandlerError, JobInfo};
 pub use handlers::next_period_start;
 pub use limiter::{PgRequestGate, RateLimitConfig, RouteLimit};
 pub use mapping::{MappingRule, UsernameMapping};
+pub use outcome::{classify, ChatFailure, Code};
 pub use state::{MemberRow, Outcome, RoomRecord, RoomState, SyncState};
 pub use tokio_util::sync::CancellationToken;
 

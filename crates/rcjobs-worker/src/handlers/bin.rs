@@ -14,8 +14,9 @@
 //! the old rooms onto the new modules ([`Engine::restore_category_bin`]), a purge deletes
 //! the old rooms the worker created.
 
-use super::room::{PERMISSION_MISSING, UNARCHIVE_MISSING};
-use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
+use super::room::UNARCHIVE_MISSING;
+use crate::engine::{Engine, HandlerError, JobInfo};
+use crate::outcome::{classify, job_error, ChatFailure, Code};
 use crate::state::{RoomRecord, RoomState};
 use rcjobs_chat::ChatError;
 use rcjobs_metrics::MembershipAction;
@@ -139,8 +140,8 @@ impl Engine {
                 }
                 match self.chat.archive_room(&room_id).await {
                     Ok(()) => self.applied(MembershipAction::Archive, 1),
-                    Err(ChatError::RoomNotFound { .. }) => {
-                        self.note(cmid, job, "room_not_found", "trash: room already gone")
+                    Err(e) if classify(&e) == ChatFailure::RoomGone => {
+                        self.note(cmid, job, Code::RoomNotFound, "trash: room already gone")
                             .await?;
                         return Ok(format!("room {room_id} already gone"));
                     }
@@ -197,11 +198,11 @@ impl Engine {
                 let mut unarchived = true;
                 match self.chat.unarchive_room(&room_id).await {
                     Ok(()) => self.applied(MembershipAction::Unarchive, 1),
-                    Err(e @ ChatError::Forbidden { .. }) => {
+                    Err(e) if classify(&e) == ChatFailure::Forbidden => {
                         self.note(
                             cmid,
                             job,
-                            PERMISSION_MISSING,
+                            Code::PermissionMissing,
                             &format!("{UNARCHIVE_MISSING}: {e}"),
                         )
                         .await?;
@@ -256,7 +257,7 @@ impl Engine {
                     self.note(
                         cmid,
                         job,
-                        "room_kept",
+                        Code::RoomKept,
                         "purge: the worker did not create this room, so it never deletes it",
                     )
                     .await?;
@@ -485,31 +486,23 @@ impl Engine {
         &self,
         cmid: Option<i64>,
         job: &JobInfo,
-        code: &str,
+        code: Code,
         detail: &str,
     ) -> Result<(), HandlerError> {
         if let Some(c) = cmid {
             self.state
-                .put_room_outcome(c, Some(job.id), code, detail)
+                .put_room_outcome(c, Some(job.id), code.as_str(), detail)
                 .await?;
         }
         Ok(())
     }
 
     async fn bin_failure(&self, cmid: Option<i64>, job: &JobInfo, e: ChatError) -> HandlerError {
-        match &e {
-            ChatError::RoomNotFound { .. } | ChatError::Forbidden { .. } => {
-                let code = if matches!(e, ChatError::Forbidden { .. }) {
-                    "forbidden"
-                } else {
-                    "room_not_found"
-                };
-                if let Err(db) = self.note(cmid, job, code, &e.to_string()).await {
-                    return db;
-                }
-                HandlerError::Permanent(e.to_string())
+        if let Some((code, _)) = classify(&e).room_record() {
+            if let Err(db) = self.note(cmid, job, code, &e.to_string()).await {
+                return db;
             }
-            _ => chat_error(e),
         }
+        job_error(e)
     }
 }

@@ -3,11 +3,10 @@
 //! from 1970 to "now", made at the reset's own time so messages posted since are kept).
 
 use super::holds_room_lock;
-use super::room::PERMISSION_MISSING;
-use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
+use crate::engine::{Engine, HandlerError, JobInfo};
+use crate::outcome::{classify, job_error, ChatFailure, Code};
 use crate::state::RoomState;
 use chrono::{DateTime, Utc};
-use rcjobs_chat::ChatError;
 use rcjobs_producer::{CleanHistory, EnqueueOptions, Job};
 
 impl Engine {
@@ -88,15 +87,18 @@ impl Engine {
             .latest
             .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
             .unwrap_or_else(Utc::now);
-        match self.chat.clean_history(&room_id, latest).await {
-            Ok(()) => Ok(format!("room {room_id}: history up to {latest} deleted")),
-            Err(e @ ChatError::Forbidden { .. }) => {
+        let e = match self.chat.clean_history(&room_id, latest).await {
+            Ok(()) => return Ok(format!("room {room_id}: history up to {latest} deleted")),
+            Err(e) => e,
+        };
+        match classify(&e) {
+            ChatFailure::Forbidden => {
                 // Recorded, not retried: nothing changes until an admin grants the permission.
                 self.state
                     .put_room_outcome(
                         cmid,
                         Some(job.id),
-                        PERMISSION_MISSING,
+                        Code::PermissionMissing.as_str(),
                         &format!("the bot lacks `clean-channel-history` (docs/handlers.md): the course reset's history cleaning was not done: {e}"),
                     )
                     .await?;
@@ -104,13 +106,18 @@ impl Engine {
                     "room {room_id}: history not cleaned (clean-channel-history missing)"
                 ))
             }
-            Err(e @ ChatError::RoomNotFound { .. }) => {
+            ChatFailure::RoomGone => {
                 self.state
-                    .put_room_outcome(cmid, Some(job.id), "room_not_found", &e.to_string())
+                    .put_room_outcome(
+                        cmid,
+                        Some(job.id),
+                        Code::RoomNotFound.as_str(),
+                        &e.to_string(),
+                    )
                     .await?;
                 Ok(format!("room {room_id} not found: no history to clean"))
             }
-            Err(e) => Err(chat_error(e)),
+            _ => Err(job_error(e)),
         }
     }
 }

@@ -12,7 +12,8 @@
 //! plugin, or rooms the worker created).
 
 use super::room::Resolved;
-use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
+use crate::engine::{Engine, HandlerError, JobInfo};
+use crate::outcome::job_error;
 use crate::state::{RoomRecord, RoomState};
 use rcjobs_moodle::Room as MoodleRoom;
 
@@ -118,7 +119,7 @@ impl Engine {
         let room = match self.chat.room_by_id(id).await {
             Ok(Some(room)) => room,
             Ok(None) => return Ok(Resolved::Gone(id.to_string())),
-            Err(e) => return Err(chat_error(e)),
+            Err(e) => return Err(job_error(e)),
         };
         let rec = RoomRecord {
             cmid: r.cmid,

@@ -1,6 +1,7 @@
 //! The bookkeeping of one pass over a room's plan: the membership as changes land, the
 //! outcomes to record, and the changes that transient chat errors left for the job's retry.
 
+use crate::outcome::{ChatFailure, Code};
 use crate::planner::RoomPlan;
 use crate::state::{MemberRow, Outcome};
 use rcjobs_chat::{ChatError, RoomMember};
@@ -14,13 +15,13 @@ pub(super) fn lower(s: &str) -> String {
 pub(super) fn outcome(
     subject: &str,
     userid: Option<i64>,
-    code: &str,
+    code: Code,
     detail: impl Into<String>,
 ) -> Outcome {
     Outcome {
         subject: subject.to_owned(),
         userid,
-        code: code.to_owned(),
+        code: code.as_str().to_owned(),
         detail: detail.into(),
     }
 }
@@ -144,7 +145,7 @@ impl Pass {
 
     /// Records an outcome for `subject` unless it already has one: the outcome table holds
     /// one row per subject, and the first problem found is the one to fix first.
-    pub(super) fn note(&mut self, subject: &str, code: &str, detail: impl Into<String>) {
+    pub(super) fn note(&mut self, subject: &str, code: Code, detail: impl Into<String>) {
         let k = lower(subject);
         if self.outcomes.iter().any(|o| lower(&o.subject) == k) {
             return;
@@ -175,7 +176,7 @@ impl Pass {
         self.pending.count(change);
         self.note(
             username,
-            "change_pending",
+            Code::ChangePending,
             format!(
                 "{}: {e} (left for the job's retry)",
                 change.action().as_str()
@@ -190,29 +191,26 @@ impl Pass {
                 self.pending.invites += 1;
                 self.note(
                     u,
-                    "change_pending",
+                    Code::ChangePending,
                     format!("{call}: {e} (left for the job's retry)"),
                 );
             }
         }
     }
 
-    /// The chat server refused `change` of `username`: recorded, not retried. Returns the
-    /// metric's reason.
+    /// The chat server refused `change` of `username` (`e`, of class `class`): recorded, not
+    /// retried. Returns the metric's reason.
     pub(super) fn refused(
         &mut self,
         change: Change,
         username: &str,
+        class: &ChatFailure,
         e: &ChatError,
     ) -> MembershipFailure {
-        let (code, why) = match e {
-            ChatError::Forbidden { .. } => {
-                self.forbidden += 1;
-                ("forbidden", MembershipFailure::Forbidden)
-            }
-            ChatError::Conflict { .. } => ("change_refused", MembershipFailure::Conflict),
-            _ => ("change_refused", MembershipFailure::Other),
-        };
+        let (code, why) = class.refusal();
+        if *class == ChatFailure::Forbidden {
+            self.forbidden += 1;
+        }
         self.note(username, code, format!("{}: {e}", change.action().as_str()));
         why
     }

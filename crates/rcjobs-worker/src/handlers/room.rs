@@ -2,13 +2,14 @@
 //! membership equal Moodle's desired membership in as few calls as the backend allows.
 
 use super::pass::{lower, outcome, Change, Pass};
-use crate::engine::{chat_error, Engine, HandlerError, JobInfo};
+use crate::engine::{Engine, HandlerError, JobInfo};
 use crate::naming::{candidate, room_name, NameParts, NamingConfig};
+use crate::outcome::{classify, job_error, ChatFailure, Code};
 use crate::password::random_password;
 use crate::planner::{plan_room, DesiredMember, KeepReason, RoomPlan};
 use crate::state::{MemberRow, Outcome, RoomRecord, RoomState};
 use futures::future::BoxFuture;
-use rcjobs_chat::{ChatError, ChatResult, NewChatUser, NewRoom, RetentionPolicy, Room};
+use rcjobs_chat::{ChatError, ChatResult, NewChatUser, NewRoom, RetentionPolicy, Room, RoomMember};
 use rcjobs_metrics::{MembershipAction, MembershipFailure};
 use rcjobs_moodle::{DesiredMember as MoodleMember, Room as MoodleRoom};
 use std::collections::{HashMap, HashSet};
@@ -27,40 +28,31 @@ pub(super) enum Resolved {
     Gone(String),
 }
 
-/// Room outcome: the bot lacks a permission a feature needs (the detail says which).
-pub(super) const PERMISSION_MISSING: &str = "permission_missing";
-
-/// The detail of [`PERMISSION_MISSING`] when a visible activity's room is archived.
+/// The detail of [`Code::PermissionMissing`] when a visible activity's room is archived.
 pub(super) const UNARCHIVE_MISSING: &str = "the bot lacks `unarchive-room` (admin only by default; docs/handlers.md): the room stays archived until it is granted or an admin unarchives the room";
 
-/// The detail of [`PERMISSION_MISSING`] when the room's retention cannot be set.
+/// The detail of [`Code::PermissionMissing`] when the room's retention cannot be set.
 pub(super) const RETENTION_MISSING: &str = "the bot lacks `edit-room-retention-policy` (admin only by default; docs/handlers.md): the room keeps its retention until it is granted; membership is converged regardless";
 
 /// How long a room job waits before looking again for the id Moodle is about to store.
 const MOODLE_ID_RECHECK: chrono::Duration = chrono::Duration::seconds(10);
 
-/// Whether a chat error (left after the in-handler retries of transient ones) stops the
-/// whole job (snooze, retry, or room failure) rather than being recorded for one user.
-/// Transient errors do not: the change is left for the job's retry and the others go on.
-fn stops_job(e: &ChatError) -> bool {
-    matches!(
-        e,
-        ChatError::RateLimited { .. }
-            | ChatError::Unauthorized { .. }
-            | ChatError::RoomNotFound { .. }
-    )
+/// Whether a step lets the pass go on, or ends the job early with a summary.
+enum Flow {
+    /// Go on with the next step.
+    Go,
+    /// The job is done for now: this is its summary.
+    Stop(String),
 }
 
 impl Engine {
     /// Records that the room of `cmid` cannot be worked on and returns the job's failure.
     async fn room_failure(&self, cmid: i64, job: &JobInfo, e: ChatError) -> HandlerError {
-        let (code, why) = match &e {
-            ChatError::RoomNotFound { .. } => ("room_not_found", MembershipFailure::RoomMissing),
-            ChatError::Forbidden { .. } => ("forbidden", MembershipFailure::Forbidden),
-            _ => return chat_error(e),
+        let Some((code, why)) = classify(&e).room_record() else {
+            return job_error(e);
         };
         self.failed(MembershipAction::Invite, why, 1);
-        if code == "room_not_found" {
+        if code == Code::RoomNotFound {
             if let Ok(Some(mut rec)) = self.state.room(cmid).await {
                 rec.state = RoomState::Gone;
                 let _ = self.state.put_room(&rec).await;
@@ -68,7 +60,7 @@ impl Engine {
         }
         if let Err(db) = self
             .state
-            .put_room_outcome(cmid, Some(job.id), code, &e.to_string())
+            .put_room_outcome(cmid, Some(job.id), code.as_str(), &e.to_string())
             .await
         {
             return HandlerError::from(db);
@@ -111,7 +103,7 @@ impl Engine {
             .filter(|p| p.state == RoomState::Creating)
         {
             if let Some(name) = &prev.room_name {
-                if let Some(room) = self.chat.room_by_name(name).await.map_err(chat_error)? {
+                if let Some(room) = self.chat.room_by_name(name).await.map_err(job_error)? {
                     if self
                         .state
                         .room_by_room_id(&room.id)
@@ -133,7 +125,7 @@ impl Engine {
                 .chat
                 .room_by_name(&name)
                 .await
-                .map_err(chat_error)?
+                .map_err(job_error)?
                 .is_some()
             {
                 continue; // taken by a room that is not ours
@@ -167,7 +159,7 @@ impl Engine {
             .put_room_outcome(
                 r.cmid,
                 Some(job.id),
-                "room_name_unavailable",
+                Code::RoomNameUnavailable.as_str(),
                 &format!("no free name after {base}_50"),
             )
             .await?;
@@ -197,7 +189,7 @@ impl Engine {
                 Some(outcome(
                     "",
                     None,
-                    PERMISSION_MISSING,
+                    Code::PermissionMissing,
                     format!("cannot store the room id in Moodle's rocketchat.rocketchatid (GRANT UPDATE (rocketchatid) to the worker's role): {e}"),
                 ))
             }
@@ -231,7 +223,7 @@ impl Engine {
                 pass.live.remove(&k);
                 pass.note(
                     &u,
-                    "user_inactive",
+                    Code::UserInactive,
                     "account exists but is deactivated: not listed as a member",
                 );
                 pass.missing.insert(k);
@@ -248,6 +240,11 @@ impl Engine {
 
     /// Converges the room of course module `cmid` (the caller holds `room:<cmid>`).
     /// `create_if_gone`: recreate a room that vanished (restore) instead of failing (sync).
+    ///
+    /// The steps, each its own function: resolve the room (creating it if the module has
+    /// none), make its archive state follow visibility, converge retention, read Moodle's
+    /// desired membership, list the room, plan, apply removals, additions and grants, archive
+    /// a hidden activity's room once it is right, and record what the pass achieved.
     pub(crate) async fn sync_room(
         &self,
         cmid: i64,
@@ -260,134 +257,21 @@ impl Engine {
             ));
         };
         let settings = self.effective_settings().await?;
-        let (mut room, rec) = match self.resolve_room(&r, job).await? {
-            Resolved::Room(room, rec) => (room, rec),
-            Resolved::NeedsRoom => self.create_room_for(&r, job, &settings.naming).await?,
-            Resolved::WaitForMoodle(reason) => {
-                let wait_ends = job.enqueued_at
-                    + chrono::Duration::seconds(
-                        i64::try_from(self.cfg.duplicate_wait_secs).unwrap_or(i64::MAX / 2_000),
-                    );
-                return Err(HandlerError::Snooze {
-                    until: (chrono::Utc::now() + MOODLE_ID_RECHECK).min(wait_ends),
-                    reason,
-                });
-            }
-            Resolved::Gone(_) if create_if_gone => {
-                self.create_room_for(&r, job, &settings.naming).await?
-            }
-            Resolved::Gone(id) => {
-                return Err(self
-                    .room_failure(
-                        cmid,
-                        job,
-                        ChatError::RoomNotFound {
-                            endpoint: "room_by_id".into(),
-                            message: format!("room {id} does not exist"),
-                        },
-                    )
-                    .await)
-            }
-        };
-
-        // Archive state follows visibility (the plugin archives hidden/stealth activities).
-        if room.archived {
-            if !r.visible {
-                self.state
-                    .put_room_outcome(
-                        cmid,
-                        Some(job.id),
-                        "room_archived",
-                        "hidden activity: room archived, membership left as is",
-                    )
-                    .await?;
-                return Ok(format!(
-                    "course module {cmid} hidden and its room archived: membership left as is"
-                ));
-            }
-            match self.retrying(|| self.chat.unarchive_room(&room.id)).await {
-                Ok(()) => {}
-                // Not a reason to go dead: every later sync of the room would go dead too and
-                // the room would stay archived for good. Record it; the sync after an admin
-                // grants the permission (or unarchives the room) converges it.
-                Err(e @ ChatError::Forbidden { .. }) => {
-                    self.state
-                        .put_room_outcome(
-                            cmid,
-                            Some(job.id),
-                            PERMISSION_MISSING,
-                            &format!("{UNARCHIVE_MISSING}: {e}"),
-                        )
-                        .await?;
-                    self.failed(MembershipAction::Unarchive, MembershipFailure::Forbidden, 1);
-                    return Ok(format!(
-                        "course module {cmid} visible but its room is archived and the bot may not unarchive it: recorded"
-                    ));
-                }
-                Err(e) => return Err(self.room_failure(cmid, job, e).await),
-            }
-            self.applied(MembershipAction::Unarchive, 1);
-            room.archived = false;
+        let (mut room, rec) = self
+            .step_resolve(&r, job, create_if_gone, &settings.naming)
+            .await?;
+        if let Flow::Stop(summary) = self.step_visibility(&r, job, &mut room).await? {
+            return Ok(summary);
         }
-
         let mut outcomes: Vec<Outcome> = Vec::new();
-        let mut retention_left = false;
-        if settings.retention_feature {
-            match self.converge_retention(&r, &room).await {
-                Ok(()) => {}
-                Err(e) if stops_job(&e) => return Err(self.room_failure(cmid, job, e).await),
-                // Retention is not membership: a refusal or a fault is recorded on the room
-                // and the members are converged all the same.
-                Err(e @ ChatError::Forbidden { .. }) => outcomes.push(outcome(
-                    "",
-                    None,
-                    PERMISSION_MISSING,
-                    format!("{RETENTION_MISSING}: {e}"),
-                )),
-                Err(e) if e.is_transient() => {
-                    retention_left = true;
-                    outcomes.push(outcome(
-                        "",
-                        None,
-                        "change_pending",
-                        format!("retention not applied after transient chat errors: {e}"),
-                    ));
-                }
-                Err(e) => outcomes.push(outcome(
-                    "",
-                    None,
-                    "change_refused",
-                    format!("retention: {e}"),
-                )),
-            }
-        }
-
-        let now = rcjobs_moodle::unix_now();
-        let moodle_members = self.moodle.desired_members(&r, now).await?;
-        let mut desired: Vec<DesiredMember> = Vec::with_capacity(moodle_members.len());
-        let mut profile: HashMap<String, &MoodleMember> = HashMap::new();
-        for m in &moodle_members {
-            match self.mapping.map(&m.username) {
-                Ok(u) => {
-                    profile.insert(lower(&u), m);
-                    desired.push(DesiredMember {
-                        userid: m.user_id,
-                        username: u,
-                        moderator: m.moderator,
-                    });
-                }
-                Err(e) => outcomes.push(outcome(
-                    &m.username,
-                    Some(m.user_id),
-                    "invalid_username",
-                    e.to_string(),
-                )),
-            }
-        }
-        let current = match self.chat.list_members(&room.id).await {
-            Ok(c) => c,
-            Err(e) => return Err(self.room_failure(cmid, job, e).await),
-        };
+        let retention_left = settings.retention_feature
+            && self.step_retention(&r, job, &room, &mut outcomes).await?;
+        let moodle_members = self
+            .moodle
+            .desired_members(&r, rcjobs_moodle::unix_now())
+            .await?;
+        let (desired, profile) = self.step_read_desired(&moodle_members, &mut outcomes);
+        let current = self.step_list(cmid, job, &room).await?;
         // One room-level outcome per room (the table's key): an earlier one stays first.
         if let Some(o) = self.tell_moodle(&r, &room.id, &rec).await {
             if !outcomes.iter().any(|o| o.subject.is_empty()) {
@@ -404,23 +288,16 @@ impl Engine {
             if *why == KeepReason::Owner {
                 pass.note(
                     u,
-                    "owner_kept",
+                    Code::OwnerKept,
                     "room owner not in Moodle's membership: kept (the worker never removes owners)",
                 );
             }
         }
-
-        // Hidden activity: archive once membership is right, and only then: an archived
-        // room of a hidden activity is left as is, so archiving with changes left would
-        // strand them.
         if stopped.is_none() && !r.visible && pass.pending.total() == 0 {
-            match self.retrying(|| self.chat.archive_room(&room.id)).await {
-                Ok(()) => self.applied(MembershipAction::Archive, 1),
-                Err(e) => stopped = Some(e),
-            }
+            stopped = self.step_archive_hidden(&room).await.err();
         }
         let summary = self
-            .finish_pass(cmid, job, &room, &plan, pass, stopped)
+            .step_record(cmid, job, &room, &plan, pass, stopped)
             .await?;
         if retention_left {
             return Err(HandlerError::Retryable(format!(
@@ -429,6 +306,178 @@ impl Engine {
             )));
         }
         Ok(summary)
+    }
+
+    /// Step 1: the module's room, created when it has none (or, with `create_if_gone`, when
+    /// it vanished). A copy waiting for Moodle's own id snoozes; a vanished room fails.
+    async fn step_resolve(
+        &self,
+        r: &MoodleRoom,
+        job: &JobInfo,
+        create_if_gone: bool,
+        naming: &NamingConfig,
+    ) -> Result<(Room, RoomRecord), HandlerError> {
+        match self.resolve_room(r, job).await? {
+            Resolved::Room(room, rec) => Ok((room, rec)),
+            Resolved::NeedsRoom => self.create_room_for(r, job, naming).await,
+            Resolved::WaitForMoodle(reason) => {
+                let wait_ends = job.enqueued_at
+                    + chrono::Duration::seconds(
+                        i64::try_from(self.cfg.duplicate_wait_secs).unwrap_or(i64::MAX / 2_000),
+                    );
+                Err(HandlerError::Snooze {
+                    until: (chrono::Utc::now() + MOODLE_ID_RECHECK).min(wait_ends),
+                    reason,
+                })
+            }
+            Resolved::Gone(_) if create_if_gone => self.create_room_for(r, job, naming).await,
+            Resolved::Gone(id) => Err(self
+                .room_failure(
+                    r.cmid,
+                    job,
+                    ChatError::RoomNotFound {
+                        endpoint: "room_by_id".into(),
+                        message: format!("room {id} does not exist"),
+                    },
+                )
+                .await),
+        }
+    }
+
+    /// Step 2: archive state follows visibility (the plugin archives hidden and stealth
+    /// activities). A hidden activity's archived room is left as is (the pass stops); a
+    /// visible activity's archived room is unarchived, or, without the permission, recorded.
+    async fn step_visibility(
+        &self,
+        r: &MoodleRoom,
+        job: &JobInfo,
+        room: &mut Room,
+    ) -> Result<Flow, HandlerError> {
+        let cmid = r.cmid;
+        if !room.archived {
+            return Ok(Flow::Go);
+        }
+        if !r.visible {
+            self.state
+                .put_room_outcome(
+                    cmid,
+                    Some(job.id),
+                    Code::RoomArchived.as_str(),
+                    "hidden activity: room archived, membership left as is",
+                )
+                .await?;
+            return Ok(Flow::Stop(format!(
+                "course module {cmid} hidden and its room archived: membership left as is"
+            )));
+        }
+        match self.retrying(|| self.chat.unarchive_room(&room.id)).await {
+            Ok(()) => {}
+            // Not a reason to go dead: every later sync of the room would go dead too and
+            // the room would stay archived for good. Record it; the sync after an admin
+            // grants the permission (or unarchives the room) converges it.
+            Err(e) if classify(&e) == ChatFailure::Forbidden => {
+                self.state
+                    .put_room_outcome(
+                        cmid,
+                        Some(job.id),
+                        Code::PermissionMissing.as_str(),
+                        &format!("{UNARCHIVE_MISSING}: {e}"),
+                    )
+                    .await?;
+                self.failed(MembershipAction::Unarchive, MembershipFailure::Forbidden, 1);
+                return Ok(Flow::Stop(format!(
+                    "course module {cmid} visible but its room is archived and the bot may not unarchive it: recorded"
+                )));
+            }
+            Err(e) => return Err(self.room_failure(cmid, job, e).await),
+        }
+        self.applied(MembershipAction::Unarchive, 1);
+        room.archived = false;
+        Ok(Flow::Go)
+    }
+
+    /// Step 3 (retention handling on): the room's retention follows the activity's. A refusal
+    /// or a fault is recorded on the room and membership is converged all the same: retention
+    /// is not membership. Returns whether a transient fault left it for the job's retry.
+    async fn step_retention(
+        &self,
+        r: &MoodleRoom,
+        job: &JobInfo,
+        room: &Room,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<bool, HandlerError> {
+        let Err(e) = self.converge_retention(r, room).await else {
+            return Ok(false);
+        };
+        let class = classify(&e);
+        if class.stops_pass() {
+            return Err(self.room_failure(r.cmid, job, e).await);
+        }
+        let (code, detail) = match class {
+            ChatFailure::Forbidden => {
+                (Code::PermissionMissing, format!("{RETENTION_MISSING}: {e}"))
+            }
+            ChatFailure::Transient => (
+                Code::ChangePending,
+                format!("retention not applied after transient chat errors: {e}"),
+            ),
+            _ => (Code::ChangeRefused, format!("retention: {e}")),
+        };
+        outcomes.push(outcome("", None, code, detail));
+        Ok(class == ChatFailure::Transient)
+    }
+
+    /// Step 4: Moodle's desired membership in chat usernames, and each desired member's
+    /// Moodle profile by lower-case username (for account creation). Usernames the mapping
+    /// rejects are recorded.
+    fn step_read_desired<'m>(
+        &self,
+        moodle_members: &'m [MoodleMember],
+        outcomes: &mut Vec<Outcome>,
+    ) -> (Vec<DesiredMember>, HashMap<String, &'m MoodleMember>) {
+        let mut desired: Vec<DesiredMember> = Vec::with_capacity(moodle_members.len());
+        let mut profile: HashMap<String, &MoodleMember> = HashMap::new();
+        for m in moodle_members {
+            match self.mapping.map(&m.username) {
+                Ok(u) => {
+                    profile.insert(lower(&u), m);
+                    desired.push(DesiredMember {
+                        userid: m.user_id,
+                        username: u,
+                        moderator: m.moderator,
+                    });
+                }
+                Err(e) => outcomes.push(outcome(
+                    &m.username,
+                    Some(m.user_id),
+                    Code::InvalidUsername,
+                    e.to_string(),
+                )),
+            }
+        }
+        (desired, profile)
+    }
+
+    /// Step 5: the room's members as the chat server lists them (one listing, all pages).
+    async fn step_list(
+        &self,
+        cmid: i64,
+        job: &JobInfo,
+        room: &Room,
+    ) -> Result<Vec<RoomMember>, HandlerError> {
+        match self.chat.list_members(&room.id).await {
+            Ok(c) => Ok(c),
+            Err(e) => Err(self.room_failure(cmid, job, e).await),
+        }
+    }
+
+    /// After the changes: a hidden activity's room is archived once its membership is right,
+    /// and only then (an archived room of a hidden activity is left as is, so archiving with
+    /// changes left would strand them).
+    async fn step_archive_hidden(&self, room: &Room) -> ChatResult<()> {
+        self.retrying(|| self.chat.archive_room(&room.id)).await?;
+        self.applied(MembershipAction::Archive, 1);
+        Ok(())
     }
 
     /// Makes the room's retention policy the activity's four fields, in one change, and only
@@ -454,9 +503,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies `plan` to the room, each change on its own (see [`Engine::apply_user_changes`]).
-    /// Returns the error that stopped the pass early, if any; changes left by transient
-    /// failures are in `pass.pending`.
+    /// Steps 6-8: applies `plan` to the room, each change on its own (see
+    /// [`Engine::apply_user_changes`]): removals, then additions, then grants. Returns the
+    /// error that stopped the pass early, if any; changes left by transient failures are in
+    /// `pass.pending`.
     async fn apply_plan(
         &self,
         plan: &RoomPlan,
@@ -468,12 +518,22 @@ impl Engine {
         // room until kicked, while a late grant only delays a privilege; and removals are
         // few where grants can be many, so with additions first a room whose grants kept
         // failing (or that hit a rate limit on them) never got to its removals.
+        self.apply_removals(plan, pass).await?;
+        self.apply_invites(plan, profile, create_accounts, pass)
+            .await?;
+        self.apply_grants(plan, pass).await
+    }
+
+    /// Step 6: kicks and moderator revokes.
+    async fn apply_removals(&self, plan: &RoomPlan, pass: &mut Pass) -> ChatResult<()> {
         self.apply_user_changes(Change::Kick, &plan.kick, pass)
             .await?;
         self.apply_user_changes(Change::Revoke, &plan.revoke_moderator, pass)
-            .await?;
-        self.apply_invites(plan, profile, create_accounts, pass)
-            .await?;
+            .await
+    }
+
+    /// Step 8: moderator grants of members who have an account and are in the room.
+    async fn apply_grants(&self, plan: &RoomPlan, pass: &mut Pass) -> ChatResult<()> {
         let mut grants = Vec::with_capacity(plan.grant_moderator.len());
         for u in &plan.grant_moderator {
             let k = lower(u);
@@ -509,15 +569,17 @@ impl Engine {
                     self.applied(action, 1);
                     pass.done(change, u);
                 }
-                Err(e) if e.is_transient() => {
-                    self.failed(action, MembershipFailure::Other, 1);
-                    pass.left(change, u, &e);
-                }
-                Err(e) if stops_job(&e) => return Err(e),
-                Err(e) => {
-                    let why = pass.refused(change, u, &e);
-                    self.failed(action, why, 1);
-                }
+                Err(e) => match classify(&e) {
+                    ChatFailure::Transient => {
+                        self.failed(action, MembershipFailure::Other, 1);
+                        pass.left(change, u, &e);
+                    }
+                    class if class.stops_pass() => return Err(e),
+                    class => {
+                        let why = pass.refused(change, u, &class, &e);
+                        self.failed(action, why, 1);
+                    }
+                },
             }
         }
         Ok(())
@@ -536,7 +598,7 @@ impl Engine {
         }
     }
 
-    /// Adds the plan's invitees in batches; with account creation on, creates the unknown
+    /// Step 7: adds the plan's invitees in batches; with account creation on, creates the unknown
     /// ones and adds them too. Invitees a transient failure kept out (after the in-handler
     /// retries) are left for the job's retry.
     async fn apply_invites(
@@ -555,13 +617,13 @@ impl Engine {
             .await
         {
             Ok(o) => o,
-            Err(e) if e.is_transient() => {
+            Err(e) if classify(&e) == ChatFailure::Transient => {
                 self.failed(
                     MembershipAction::Invite,
                     MembershipFailure::Other,
                     plan.invite.len(),
                 );
-                pass.not_added_all(&plan.invite, "groups.invite", &e);
+                pass.not_added_all(&plan.invite, "add_members", &e);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -573,7 +635,7 @@ impl Engine {
         for u in &unknown {
             pass.note(
                 u,
-                "user_missing",
+                Code::UserMissing,
                 "no chat account (account creation is off)",
             );
         }
@@ -604,7 +666,7 @@ impl Engine {
         if create_accounts {
             match self.verify_invites(&plan.invite, pass).await {
                 Ok(()) => {}
-                Err(e) if e.is_transient() => pass.pending.invite_checks += 1,
+                Err(e) if classify(&e) == ChatFailure::Transient => pass.pending.invite_checks += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -629,23 +691,27 @@ impl Engine {
             };
             match self.create_account(&u, p).await {
                 Ok(()) => created.push(u),
-                Err(e) if e.is_transient() => {
-                    self.failed(MembershipAction::CreateUser, MembershipFailure::Other, 1);
-                    pass.not_added_all(std::slice::from_ref(&u), "users.create", &e);
-                }
-                Err(e) if stops_job(&e) => return Err(e),
-                Err(e) => {
-                    let (code, why) = match &e {
-                        ChatError::Forbidden { .. } => ("forbidden", MembershipFailure::Forbidden),
-                        ChatError::Conflict { .. } => {
-                            ("account_conflict", MembershipFailure::Conflict)
-                        }
-                        _ => ("account_not_created", MembershipFailure::Other),
-                    };
-                    self.failed(MembershipAction::CreateUser, why, 1);
-                    pass.note(&u, code, format!("users.create: {e}"));
-                    not_created.push(u);
-                }
+                Err(e) => match classify(&e) {
+                    ChatFailure::Transient => {
+                        self.failed(MembershipAction::CreateUser, MembershipFailure::Other, 1);
+                        pass.not_added_all(std::slice::from_ref(&u), "create_user", &e);
+                    }
+                    class if class.stops_pass() => return Err(e),
+                    class => {
+                        let (code, why) = match class {
+                            ChatFailure::Forbidden => {
+                                (Code::Forbidden, MembershipFailure::Forbidden)
+                            }
+                            ChatFailure::Conflict => {
+                                (Code::AccountConflict, MembershipFailure::Conflict)
+                            }
+                            _ => (Code::AccountNotCreated, MembershipFailure::Other),
+                        };
+                        self.failed(MembershipAction::CreateUser, why, 1);
+                        pass.note(&u, code, format!("create_user: {e}"));
+                        not_created.push(u);
+                    }
+                },
             }
         }
         if !created.is_empty() {
@@ -654,7 +720,9 @@ impl Engine {
                 .await
             {
                 Ok(o) => not_created.extend(o.unknown),
-                Err(e) if e.is_transient() => pass.not_added_all(&created, "groups.invite", &e),
+                Err(e) if classify(&e) == ChatFailure::Transient => {
+                    pass.not_added_all(&created, "add_members", &e)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -683,20 +751,20 @@ impl Engine {
         }
     }
 
-    /// Records what the pass achieved and turns it into the job's result. The membership
+    /// Last step: records what the pass achieved and turns it into the job's result. The membership
     /// and outcomes are recorded also when the pass stopped early or left changes: "unenrol
     /// everywhere" reads them, and the next attempt plans again from the room's listing, so
     /// it does only what is left.
-    async fn finish_pass(
+    async fn step_record(
         &self,
         cmid: i64,
         job: &JobInfo,
         room: &Room,
         plan: &RoomPlan,
         pass: Pass,
-        stopped: Option<ChatError>,
+        mut stopped: Option<ChatError>,
     ) -> Result<String, HandlerError> {
-        if let Some(e @ ChatError::RoomNotFound { .. }) = stopped {
+        if let Some(e) = stopped.take_if(|e| classify(e) == ChatFailure::RoomGone) {
             return Err(self.room_failure(cmid, job, e).await); // no members to record
         }
         let bot = lower(self.chat.bot_username());
@@ -708,7 +776,7 @@ impl Engine {
         let problems = pass
             .outcomes
             .iter()
-            .filter(|o| o.code != "owner_kept")
+            .filter(|o| o.code != Code::OwnerKept.as_str())
             .count();
         let result = if problems == 0 {
             "converged"

@@ -1,15 +1,18 @@
 //! Shared harness for scenario tests: real Postgres (queue + Moodle schema + fixture), the
-//! simulator behind the real Rocket.Chat client, real queue workers.
+//! simulator behind the real Rocket.Chat client, real queue workers, all put together by
+//! `rcjobs_worker::wiring` as `rcjobs worker` does (limiter, metrics, hooks included).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use rcjobs_moodle::fixture::{FixtureSpec, FixtureSummary};
 use rcjobs_moodle::{MoodleDb, Prefix};
 use rcjobs_producer::{EnqueueOptions, Job};
-use rcjobs_rocketchat::{Auth, RocketChatBackend, RocketChatClient, RocketChatConfig, Secret};
+use rcjobs_rocketchat::{Auth, RocketChatConfig, Secret};
 use rcjobs_sim::{SimConfig, SimHandle};
 use rcjobs_testkit::{wait_for, TestDb};
-use rcjobs_worker::runtime::WorkerStack;
+use rcjobs_worker::wiring::{
+    build_engine, build_worker, metrics_for, ChatConnection, EngineParts, WorkerParts,
+};
 use rcjobs_worker::{CancellationToken, Engine, WorkerConfig};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
@@ -77,7 +80,7 @@ impl Env {
             .await
             .unwrap();
         let moodle = MoodleDb::new(moodle_pool, P).unwrap();
-        let engine = Arc::new(Self::engine_for(&db, &moodle, &sim, cfg).await);
+        let engine = Self::engine_for(&db, &moodle, &sim, cfg).await;
         Env {
             db,
             prefix,
@@ -93,7 +96,7 @@ impl Env {
         moodle: &MoodleDb,
         sim: &SimHandle,
         cfg: WorkerConfig,
-    ) -> Engine {
+    ) -> Arc<Engine> {
         let target = Target {
             db_url: db.url.clone(),
             sim_url: sim.base_url(),
@@ -131,18 +134,20 @@ impl Env {
                     .connect(&target.db_url)
                     .await
                     .unwrap();
-                let engine = Arc::new(
-                    target
-                        .engine(MoodleDb::new(moodle_pool, P).unwrap(), cfg)
-                        .await,
-                );
+                let engine = target
+                    .engine(MoodleDb::new(moodle_pool, P).unwrap(), cfg)
+                    .await;
                 let pool = PgPoolOptions::new()
                     .max_connections(8)
                     .connect(&target.db_url)
                     .await
                     .unwrap();
-                let worker =
-                    WorkerStack::build(worker_builder(pool, concurrency), engine, None).unwrap();
+                let worker = build_worker(WorkerParts {
+                    engine,
+                    queue: worker_builder(pool, concurrency),
+                    hooks: None,
+                })
+                .unwrap();
                 tokio::spawn(async move {
                     let _ = worker.run(std::future::pending::<()>()).await;
                 });
@@ -167,9 +172,12 @@ impl Env {
             .connect(&self.db.url)
             .await
             .unwrap();
-        let worker =
-            WorkerStack::build(worker_builder(pool, concurrency), self.engine.clone(), None)
-                .unwrap();
+        let worker = build_worker(WorkerParts {
+            engine: self.engine.clone(),
+            queue: worker_builder(pool, concurrency),
+            hooks: None,
+        })
+        .unwrap();
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -380,7 +388,7 @@ struct Target {
 }
 
 impl Target {
-    async fn engine(&self, moodle: MoodleDb, cfg: WorkerConfig) -> Engine {
+    async fn engine(&self, moodle: MoodleDb, cfg: WorkerConfig) -> Arc<Engine> {
         let mut rc = RocketChatConfig::new(
             url::Url::parse(&self.sim_url).unwrap(),
             Auth::Token {
@@ -394,13 +402,17 @@ impl Target {
             .connect(&self.db_url)
             .await
             .unwrap();
-        let gate = Arc::new(rcjobs_worker::PgRequestGate::new(
-            pool.clone(),
-            cfg.rate_limit.clone(),
-        ));
-        let client = RocketChatClient::builder(rc).gate(gate).build().unwrap();
-        let backend = RocketChatBackend::connect(client).await.unwrap();
-        Engine::new(pool, moodle, Arc::new(backend), cfg, None).unwrap()
+        let chat = ChatConnection::RocketChat(rc);
+        build_engine(EngineParts {
+            pool,
+            moodle,
+            metrics: metrics_for(&chat).unwrap(),
+            chat,
+            config: cfg,
+            observer: None,
+        })
+        .await
+        .unwrap()
     }
 }
 
