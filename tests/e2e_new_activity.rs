@@ -48,6 +48,21 @@ fn new_activity_room_is_measured_behind_a_pending_backlog() {
     for k in ["idle_room_ready_s", "new_activity_room_ready_s"] {
         assert!(n[k].as_f64().unwrap() > 0.0, "{k}: {n}");
     }
+    // Where the time went: the room job reached the queue, then a worker claimed it.
+    for (queued, claimed) in [
+        (
+            "activity_job_queued_after_s",
+            "activity_job_claimed_after_s",
+        ),
+        (
+            "idle_activity_job_queued_after_s",
+            "idle_activity_job_claimed_after_s",
+        ),
+    ] {
+        let (q, c) = (n[queued].as_f64(), n[claimed].as_f64());
+        assert!(q.is_some() && c.is_some(), "{queued} / {claimed}: {n}");
+        assert!(q <= c, "claimed before it was queued: {n}");
+    }
     assert_eq!(s["new_activity_backlog_jobs"], backlog, "{s}");
     assert!(n["meets_target"].is_boolean(), "{n}");
 }

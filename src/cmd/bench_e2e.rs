@@ -417,7 +417,7 @@ async fn new_activity(
     say(
         a,
         &format!(
-            "new activity -> room ready with its teacher: idle {:.3} s, behind {} due fan-out jobs {:.3} s ({:.1}x; {} of them still pending then; target < {} s: {})",
+            "new activity -> room ready with its teacher: idle {:.3} s, behind {} pending fan-out jobs {:.3} s ({:.1}x; {} of them still pending then; target < {} s: {})",
             n.idle_room_ready_s,
             n.backlog_jobs,
             n.new_activity_room_ready_s,

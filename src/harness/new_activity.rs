@@ -15,6 +15,7 @@ use super::run::Run;
 use super::secs;
 use super::workers::WorkerOptions;
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use rcjobs_moodle::fixture::UserSet;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -45,6 +46,15 @@ pub struct NewActivityFigures {
     pub idle_room_ready_s: f64,
     /// The same behind the backlog (the issue's figure).
     pub new_activity_room_ready_s: f64,
+    /// Behind the backlog, commit → the activity's room job in the queue (the capture's
+    /// relay, when the triggers write to an outbox; server clock).
+    pub activity_job_queued_after_s: Option<f64>,
+    /// Behind the backlog, commit → a worker claimed that job (server clock).
+    pub activity_job_claimed_after_s: Option<f64>,
+    /// The same two on the idle worker.
+    pub idle_activity_job_queued_after_s: Option<f64>,
+    /// See `idle_activity_job_queued_after_s`.
+    pub idle_activity_job_claimed_after_s: Option<f64>,
     /// `new_activity_room_ready_s / idle_room_ready_s`.
     pub ratio_to_idle: f64,
     /// Users of the mass enrolment behind which the second activity was created.
@@ -107,6 +117,7 @@ pub async fn measure(
     // 1. Idle: nothing else queued.
     let (cmid, committed) = add_activity(run, course, "New activity (idle)").await?;
     let idle = wait_ready(run, cmid, committed, spec.deadline).await?;
+    let idle_job = job_times(run, cmid, committed.1).await?;
     say(&format!(
         "new activity on an idle worker: room ready with its teacher in {:.3} s",
         idle.s
@@ -131,26 +142,38 @@ pub async fn measure(
     let (backlog_jobs, _) = pending_of(run, &BACKLOG_KINDS).await?;
     let (cmid, committed) = add_activity(run, course, "New activity (behind a backlog)").await?;
     let behind = wait_ready(run, cmid, committed, spec.deadline).await?;
+    let behind_job = job_times(run, cmid, committed.1).await?;
     say(&format!(
-        "new activity behind {backlog_jobs} due fan-out jobs: room ready with its teacher in {:.3} s ({} backlog jobs still pending then; target < {TARGET_S} s)",
-        behind.s, behind.backlog_pending
+        "new activity behind {backlog_jobs} pending fan-out jobs: room ready with its teacher in {:.3} s ({} backlog jobs still pending then; its job queued after {}, claimed after {}; target < {TARGET_S} s)",
+        behind.s,
+        behind.backlog_pending,
+        shown(behind_job.0),
+        shown(behind_job.1),
     ));
     let dead_jobs = super::progress::dead_jobs(&run.pool).await?;
     run.stop_workers().await?;
     Ok(NewActivityFigures {
         idle_room_ready_s: idle.s,
         new_activity_room_ready_s: behind.s,
+        activity_job_queued_after_s: behind_job.0,
+        activity_job_claimed_after_s: behind_job.1,
+        idle_activity_job_queued_after_s: idle_job.0,
+        idle_activity_job_claimed_after_s: idle_job.1,
         ratio_to_idle: (behind.s / idle.s.max(1e-3) * 10.0).round() / 10.0,
         backlog_users,
         backlog_jobs,
         backlog_jobs_pending_at_room_ready: behind.backlog_pending,
         jobs_pending_at_room_ready: behind.pending,
-        activity_commit_after_backlog_s: secs(committed - enrolled),
+        activity_commit_after_backlog_s: secs(committed.0 - enrolled),
         room_members: behind.members,
         target_s: TARGET_S,
         meets_target: behind.s < TARGET_S,
         dead_jobs,
     })
+}
+
+fn shown(s: Option<f64>) -> String {
+    s.map_or_else(|| "?".into(), |s| format!("{s:.3} s"))
 }
 
 /// Waits (untimed) until `truths` equal the chat server and no due job is left.
@@ -212,8 +235,12 @@ async fn pending_of(run: &Run, kinds: &[&str]) -> anyhow::Result<(i64, i64)> {
 /// `add_moduleinfo()` writes it: the `course_modules` row with instance 0, the module's
 /// `rocketchat` row (the plugin's default role mapping: editing teachers moderate, students and
 /// teachers are members), the module context, then the instance linked. Returns the new cmid
-/// and the instant of the commit.
-async fn add_activity(run: &Run, course: i64, name: &str) -> anyhow::Result<(i64, Instant)> {
+/// and the commit's instant, on this process's clock and on the server's.
+async fn add_activity(
+    run: &Run,
+    course: i64,
+    name: &str,
+) -> anyhow::Result<(i64, (Instant, DateTime<Utc>))> {
     let prefix = &run.site.prefix;
     let sql = |s: &str| sqlx::AssertSqlSafe(prefix.apply(s));
     let roles = run.site.fixture.roles;
@@ -266,7 +293,33 @@ async fn add_activity(run: &Run, course: i64, name: &str) -> anyhow::Result<(i64
     .await
     .context("linking the instance")?;
     tx.commit().await?;
-    Ok((cmid, Instant::now()))
+    let local = Instant::now();
+    let server: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&run.pool)
+        .await?;
+    Ok((cmid, (local, server)))
+}
+
+/// When the room job of `cmid` (the `restore` the link enqueues) reached the queue and when a
+/// worker first claimed it, in seconds after `committed` (server clock).
+async fn job_times(
+    run: &Run,
+    cmid: i64,
+    committed: DateTime<Utc>,
+) -> anyhow::Result<(Option<f64>, Option<f64>)> {
+    let (queued, claimed): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT min(enqueued_at), min(started_at) FROM (
+             SELECT enqueued_at, started_at FROM rcjobs.job
+              WHERE kind = 'restore' AND payload->>'cmid' = $1::text
+             UNION ALL
+             SELECT enqueued_at, started_at FROM rcjobs.job_history
+              WHERE kind = 'restore' AND payload->>'cmid' = $1::text) AS j",
+    )
+    .bind(cmid)
+    .fetch_one(&run.pool)
+    .await?;
+    let after = |t: Option<DateTime<Utc>>| t.and_then(|t| (t - committed).to_std().ok()).map(secs);
+    Ok((after(queued), after(claimed)))
 }
 
 /// What [`wait_ready`] saw.
@@ -283,9 +336,10 @@ struct Ready {
 async fn wait_ready(
     run: &Run,
     cmid: i64,
-    committed: Instant,
+    committed: (Instant, DateTime<Utc>),
     deadline: Duration,
 ) -> anyhow::Result<Ready> {
+    let committed = committed.0;
     let room = run
         .site
         .moodle
