@@ -35,6 +35,8 @@ const ARCHIVED_FIELDS: [(&str, i64); 6] = [
     ("ban", 50),
     ("redact", 50),
 ];
+/// Events read after a history purge to find what it left before the purge point.
+const PURGE_BOUNDARY_PAGE: u32 = 20;
 /// How often a room delete's status is polled.
 const DELETE_POLL: Duration = Duration::from_millis(200);
 
@@ -139,6 +141,43 @@ impl MatrixBackend {
             }),
             Err(e) => Err(room_error(e, room_id)),
         }
+    }
+
+    /// Synapse's purge keeps the last event before the purge point (observed on 1.163.2
+    /// under load: one message posted before the reset survived), so the messages it left
+    /// at the start of the timeline up to `latest` are redacted (their content removed).
+    async fn redact_purge_boundary(&self, room_id: &str, latest: DateTime<Utc>) -> ChatResult<()> {
+        let until = latest.timestamp_millis();
+        let events = self
+            .client
+            .oldest_events(room_id, PURGE_BOUNDARY_PAGE)
+            .await
+            .map_err(|e| room_error(e, room_id))?;
+        for e in events {
+            let ts = e
+                .get("origin_server_ts")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MAX);
+            if ts > until {
+                break;
+            }
+            let is_message = e.get("state_key").is_none()
+                && e.get("type").and_then(Value::as_str) != Some("m.room.redaction")
+                && e.get("content")
+                    .and_then(Value::as_object)
+                    .is_some_and(|c| !c.is_empty());
+            let Some(event_id) = e.get("event_id").and_then(Value::as_str) else {
+                continue;
+            };
+            if is_message {
+                let txn = format!("rcjobs-reset-{ts}-{}", event_id.trim_start_matches('$'));
+                self.client
+                    .redact(room_id, event_id, &txn)
+                    .await
+                    .map_err(|e| room_error(e, room_id))?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads, changes and (only if changed) writes the whole power-levels document.
@@ -612,7 +651,7 @@ impl ChatBackend for MatrixBackend {
         let timeout = self.client.config().delete_timeout;
         loop {
             match self.client.purge_history_status(&purge_id).await?.as_str() {
-                "complete" => return Ok(()),
+                "complete" => return self.redact_purge_boundary(room_id, latest).await,
                 "failed" => {
                     return Err(ChatError::Transient {
                         endpoint: "admin.purge_history_status".into(),

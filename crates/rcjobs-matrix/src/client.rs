@@ -716,18 +716,41 @@ impl MatrixClient {
 
     /// `GET /rooms/{r}/messages?dir=b`: the newest `limit` timeline events, newest first.
     pub async fn recent_events(&self, room_id: &str, limit: u32) -> MxResult<Vec<Value>> {
+        self.messages(room_id, "b", limit).await
+    }
+
+    /// `GET /rooms/{r}/messages?dir=f`: the oldest `limit` timeline events the server
+    /// still has, oldest first.
+    pub async fn oldest_events(&self, room_id: &str, limit: u32) -> MxResult<Vec<Value>> {
+        self.messages(room_id, "f", limit).await
+    }
+
+    async fn messages(&self, room_id: &str, dir: &str, limit: u32) -> MxResult<Vec<Value>> {
         let mut call = Call::new(
             "messages",
             Method::GET,
             &["_matrix", "client", "v3", "rooms", room_id, "messages"],
         );
-        call.query = vec![("dir", "b".to_owned()), ("limit", limit.to_string())];
+        call.query = vec![("dir", dir.to_owned()), ("limit", limit.to_string())];
         let a = self.execute(&call).await?;
         Ok(a.body
             .get("chunk")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default())
+    }
+
+    /// `PUT /rooms/{r}/redact/{event}/{txn}`: removes an event's content.
+    pub async fn redact(&self, room_id: &str, event_id: &str, txn_id: &str) -> MxResult<()> {
+        let call = Call::new(
+            "redact",
+            Method::PUT,
+            &[
+                "_matrix", "client", "v3", "rooms", room_id, "redact", event_id, txn_id,
+            ],
+        )
+        .body(json!({ "reason": "course reset" }));
+        self.execute(&call).await.map(drop)
     }
 
     /// `DELETE /_synapse/admin/v2/rooms/{r}` with purge: the asynchronous task's id.

@@ -43,7 +43,7 @@ async fn room(b: &MatrixBackend) -> String {
 /// Posts a message as `token`'s user; the HTTP status.
 async fn post(config: &rcjobs_matrix::MatrixConfig, token: &str, room_id: &str) -> u16 {
     let mut url = config.homeserver_url.clone();
-    let txn = unique("txn");
+    let txn = unique(&format!("txn{}", Utc::now().timestamp_millis()));
     url.path_segments_mut().unwrap().pop_if_empty().extend([
         "_matrix",
         "client",
@@ -57,7 +57,7 @@ async fn post(config: &rcjobs_matrix::MatrixConfig, token: &str, room_id: &str) 
     reqwest::Client::new()
         .put(url)
         .bearer_auth(token)
-        .json(&json!({"msgtype": "m.text", "body": "hello"}))
+        .json(&json!({"msgtype": "m.text", "body": txn}))
         .send()
         .await
         .unwrap()
@@ -380,7 +380,7 @@ async fn clean_history_purges_messages_up_to_the_reset() {
     let messages = |events: &[serde_json::Value]| {
         events
             .iter()
-            .filter(|e| e["type"] == "m.room.message")
+            .filter(|e| e["type"] == "m.room.message" && e["content"].get("body").is_some())
             .count()
     };
     assert_eq!(
@@ -397,6 +397,17 @@ async fn clean_history_purges_messages_up_to_the_reset() {
     );
     b.clean_history(&r, reset).await.unwrap();
     let left = b.client().recent_events(&r, 50).await.unwrap();
+    eprintln!(
+        "reset {} left {:?}",
+        reset.timestamp_millis(),
+        left.iter()
+            .map(|e| (
+                e["type"].clone(),
+                e["content"]["body"].clone(),
+                e["origin_server_ts"].clone()
+            ))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         messages(&left),
         1,
