@@ -171,7 +171,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let mapping = UsernameMapping::new(&cfg.username_rules)?;
         Ok(Engine {
-            state: SyncState::new(pool.clone()),
+            state: SyncState::for_backend(pool.clone(), chat.backend_name()),
             pool,
             moodle,
             chat,
@@ -181,6 +181,23 @@ impl Engine {
             metrics,
             call_retry: CallRetry::default(),
         })
+    }
+
+    /// Whether Moodle's `rocketchatid` names rooms of this backend. Only Rocket.Chat's: the
+    /// plugin stores its group ids there. On any other backend Moodle stores nothing of
+    /// ours (a site moving from Rocket.Chat still holds Rocket.Chat ids there), and the
+    /// worker's recorded mapping is the room's identity.
+    pub(crate) fn moodle_ids_trusted(&self) -> bool {
+        self.chat.backend_name() == "rocketchat"
+    }
+
+    /// Moodle's view of a chat activity as the handlers may use it: its room id blanked
+    /// unless it names a room of this backend ([`Engine::moodle_ids_trusted`]).
+    pub(crate) fn trusted(&self, mut r: rcjobs_moodle::Room) -> rcjobs_moodle::Room {
+        if !self.moodle_ids_trusted() {
+            r.rocketchatid.clear();
+        }
+        r
     }
 
     /// The sync state store.

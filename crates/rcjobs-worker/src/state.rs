@@ -86,10 +86,13 @@ pub struct Outcome {
     pub detail: String,
 }
 
-/// Access to `rcjobs_sync`.
+/// Access to `rcjobs_sync`, for one chat backend: room mappings are read and written as that
+/// backend's (`rcjobs_sync.room.backend`), so a room id is only ever compared with ids of the
+/// same server.
 #[derive(Debug, Clone)]
 pub struct SyncState {
     pool: PgPool,
+    backend: &'static str,
 }
 
 fn room_from_row(r: &sqlx::postgres::PgRow) -> Result<RoomRecord, sqlx::Error> {
@@ -107,9 +110,21 @@ fn room_from_row(r: &sqlx::postgres::PgRow) -> Result<RoomRecord, sqlx::Error> {
 const ROOM_COLS: &str = "cmid, courseid, room_id, room_name, created_by_worker, state, binid";
 
 impl SyncState {
-    /// State on the queue database.
+    /// State on the queue database, for Rocket.Chat (the backend of rows made before
+    /// backends were recorded).
     pub fn new(pool: PgPool) -> SyncState {
-        SyncState { pool }
+        SyncState::for_backend(pool, "rocketchat")
+    }
+
+    /// State on the queue database for the backend named `backend`
+    /// ([`rcjobs_chat::ChatBackend::backend_name`]).
+    pub fn for_backend(pool: PgPool, backend: &'static str) -> SyncState {
+        SyncState { pool, backend }
+    }
+
+    /// The backend whose mappings this reads and writes.
+    pub fn backend(&self) -> &'static str {
+        self.backend
     }
 
     /// The pool.
@@ -117,11 +132,14 @@ impl SyncState {
         &self.pool
     }
 
-    /// The mapping of `cmid`, in any state.
+    /// The mapping of `cmid` on this backend, in any state (one on another backend is none:
+    /// this backend's room is still to be made).
     pub async fn room(&self, cmid: i64) -> Result<Option<RoomRecord>, sqlx::Error> {
-        let sql = format!("SELECT {ROOM_COLS} FROM rcjobs_sync.room WHERE cmid = $1");
+        let sql =
+            format!("SELECT {ROOM_COLS} FROM rcjobs_sync.room WHERE cmid = $1 AND backend = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(cmid)
+            .bind(self.backend)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(room_from_row).transpose()
@@ -131,10 +149,11 @@ impl SyncState {
     pub async fn room_by_room_id(&self, room_id: &str) -> Result<Option<RoomRecord>, sqlx::Error> {
         let sql = format!(
             "SELECT {ROOM_COLS} FROM rcjobs_sync.room
-              WHERE room_id = $1 AND state IN ('creating', 'active', 'trashed')"
+              WHERE room_id = $1 AND backend = $2 AND state IN ('creating', 'active', 'trashed')"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(room_id)
+            .bind(self.backend)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(room_from_row).transpose()
@@ -147,10 +166,12 @@ impl SyncState {
         room_id: &str,
     ) -> Result<Option<RoomRecord>, sqlx::Error> {
         let sql = format!(
-            "SELECT {ROOM_COLS} FROM rcjobs_sync.room WHERE room_id = $1 ORDER BY updated_at DESC LIMIT 1"
+            "SELECT {ROOM_COLS} FROM rcjobs_sync.room WHERE room_id = $1 AND backend = $2
+              ORDER BY updated_at DESC LIMIT 1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(room_id)
+            .bind(self.backend)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(room_from_row).transpose()
@@ -160,10 +181,12 @@ impl SyncState {
     pub async fn rooms_of_course(&self, courseid: i64) -> Result<Vec<RoomRecord>, sqlx::Error> {
         let sql = format!(
             "SELECT {ROOM_COLS} FROM rcjobs_sync.room
-              WHERE courseid = $1 AND room_id IS NOT NULL AND state IN ('active', 'trashed') ORDER BY cmid"
+              WHERE courseid = $1 AND backend = $2 AND room_id IS NOT NULL
+                AND state IN ('active', 'trashed') ORDER BY cmid"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(courseid)
+            .bind(self.backend)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(room_from_row).collect()
@@ -171,9 +194,10 @@ impl SyncState {
 
     /// The mapping trashed under recycle-bin item `binid`.
     pub async fn room_by_binid(&self, binid: i64) -> Result<Option<RoomRecord>, sqlx::Error> {
-        let sql = format!("SELECT {ROOM_COLS} FROM rcjobs_sync.room WHERE binid = $1 ORDER BY updated_at DESC LIMIT 1");
+        let sql = format!("SELECT {ROOM_COLS} FROM rcjobs_sync.room WHERE binid = $1 AND backend = $2 ORDER BY updated_at DESC LIMIT 1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(binid)
+            .bind(self.backend)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(room_from_row).transpose()
@@ -208,10 +232,12 @@ impl SyncState {
     ) -> Result<Vec<(RoomRecord, Option<String>)>, sqlx::Error> {
         let sql = format!(
             "SELECT {ROOM_COLS}, activity_name FROM rcjobs_sync.room
-              WHERE category_binid = $1 AND state = 'trashed' AND room_id IS NOT NULL ORDER BY cmid"
+              WHERE category_binid = $1 AND backend = $2 AND state = 'trashed' AND room_id IS NOT NULL
+              ORDER BY cmid"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(binid)
+            .bind(self.backend)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -231,26 +257,35 @@ impl SyncState {
             .await
     }
 
-    /// Inserts or replaces the mapping of `rec.cmid`. A room id held by another live mapping
-    /// moves to this one (a restored activity takes over its old room).
+    /// Inserts or replaces the mapping of `rec.cmid`, as this backend's. A room id held by
+    /// another live mapping of this backend moves to this one (a restored activity takes over
+    /// its old room). A mapping of `rec.cmid` on another backend is replaced, its room id
+    /// kept as `previous_room_id` (the site moved to this backend).
     pub async fn put_room(&self, rec: &RoomRecord) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         if let Some(id) = &rec.room_id {
             sqlx::query(
                 "UPDATE rcjobs_sync.room SET state = 'gone', updated_at = now()
-                  WHERE room_id = $1 AND cmid <> $2 AND state IN ('creating', 'active', 'trashed')",
+                  WHERE room_id = $1 AND backend = $3 AND cmid <> $2
+                    AND state IN ('creating', 'active', 'trashed')",
             )
             .bind(id)
             .bind(rec.cmid)
+            .bind(self.backend)
             .execute(&mut *tx)
             .await?;
         }
         sqlx::query(
-            "INSERT INTO rcjobs_sync.room (cmid, courseid, room_id, room_name, created_by_worker, state, binid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO rcjobs_sync.room (cmid, courseid, room_id, room_name, created_by_worker, state, binid, backend)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (cmid) DO UPDATE SET courseid = EXCLUDED.courseid, room_id = EXCLUDED.room_id,
                  room_name = EXCLUDED.room_name, created_by_worker = EXCLUDED.created_by_worker,
-                 state = EXCLUDED.state, binid = EXCLUDED.binid, updated_at = now()",
+                 state = EXCLUDED.state, binid = EXCLUDED.binid, backend = EXCLUDED.backend,
+                 previous_room_id = CASE WHEN rcjobs_sync.room.backend <> EXCLUDED.backend
+                     THEN rcjobs_sync.room.room_id ELSE rcjobs_sync.room.previous_room_id END,
+                 room_changed_at = CASE WHEN rcjobs_sync.room.backend <> EXCLUDED.backend
+                     THEN now() ELSE rcjobs_sync.room.room_changed_at END,
+                 updated_at = now()",
         )
         .bind(rec.cmid)
         .bind(rec.courseid)
@@ -259,6 +294,7 @@ impl SyncState {
         .bind(rec.created_by_worker)
         .bind(rec.state.as_str())
         .bind(rec.binid)
+        .bind(self.backend)
         .execute(&mut *tx)
         .await?;
         tx.commit().await

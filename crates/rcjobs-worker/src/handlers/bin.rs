@@ -91,7 +91,7 @@ impl Engine {
                     .moodle
                     .room_by_cmid_any(c)
                     .await?
-                    .map(|r| r.rocketchatid)
+                    .map(|r| self.trusted(r).rocketchatid)
                     .filter(|s| !s.is_empty());
             }
         }
@@ -173,7 +173,7 @@ impl Engine {
                 let mut course = base.courseid;
                 let mut refused = None;
                 if let Some(c) = p.cmid.filter(|c| !targets.contains(c)) {
-                    if let Some(m) = self.moodle.room_by_cmid(c).await? {
+                    if let Some(m) = self.moodle.room_by_cmid(c).await?.map(|r| self.trusted(r)) {
                         if !m.rocketchatid.is_empty() && m.rocketchatid != room_id {
                             refused = Some(format!(
                                 "course module {c} has room {} in Moodle",
@@ -389,7 +389,13 @@ impl Engine {
         course: i64,
     ) -> Result<String, HandlerError> {
         let old = self.state.rooms_of_category_bin(binid).await?;
-        let modules = self.moodle.rooms_of_course(course).await?;
+        let modules: Vec<_> = self
+            .moodle
+            .rooms_of_course(course)
+            .await?
+            .into_iter()
+            .map(|r| self.trusted(r))
+            .collect();
         if modules.is_empty() {
             return Ok(format!(
                 "category bin item {binid}: course {course} has no chat activity (not restored?): nothing to do"

@@ -75,7 +75,7 @@ impl Engine {
                 .moodle
                 .room_by_cmid_any(cmid)
                 .await?
-                .map(|r| r.rocketchatid)
+                .map(|r| self.trusted(r).rocketchatid)
                 .filter(|s| !s.is_empty()),
         };
         let Some(room_id) = room_id else {

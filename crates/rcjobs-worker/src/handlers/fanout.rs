@@ -20,13 +20,16 @@ impl Engine {
         &self,
         room_id: &str,
     ) -> Result<BTreeSet<i64>, HandlerError> {
-        let mut cmids: BTreeSet<i64> = self
-            .moodle
-            .rooms_by_rocketchatid(room_id)
-            .await?
-            .iter()
-            .map(|r| r.cmid)
-            .collect();
+        let mut cmids: BTreeSet<i64> = if self.moodle_ids_trusted() {
+            self.moodle
+                .rooms_by_rocketchatid(room_id)
+                .await?
+                .iter()
+                .map(|r| r.cmid)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         if let Some(rec) = self.state.room_by_room_id(room_id).await? {
             cmids.insert(rec.cmid);
         }

@@ -10,6 +10,10 @@
 //! plugin has not finished, and the module waits for its own id (`duplicate_wait_secs`)
 //! before the worker gives it a room; a blank id is the worker's to fill (sites without the
 //! plugin, or rooms the worker created).
+//!
+//! All of this holds on Rocket.Chat only, whose group ids the plugin stores. On any other
+//! backend Moodle's id is read as blank ([`Engine::trusted`]): the worker's recorded mapping
+//! (per backend, `rcjobs_sync.room.backend`) is the room's identity.
 
 use super::room::Resolved;
 use crate::engine::{Engine, HandlerError, JobInfo};
@@ -87,7 +91,7 @@ impl Engine {
             if h.cmid == r.cmid {
                 return Ok(Owner::This);
             }
-            let still_there = matches!(self.moodle.room_by_cmid(h.cmid).await?,
+            let still_there = matches!(self.moodle.room_by_cmid(h.cmid).await?.map(|r| self.trusted(r)),
                 Some(live) if live.rocketchatid == id);
             return Ok(if still_there {
                 Owner::Other(h.cmid)

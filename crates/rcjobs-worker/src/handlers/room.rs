@@ -179,7 +179,12 @@ impl Engine {
         room_id: &str,
         rec: &RoomRecord,
     ) -> Option<Outcome> {
-        if !self.cfg.write_room_ids || !r.rocketchatid.is_empty() || !rec.created_by_worker {
+        // Only Rocket.Chat's ids go there: the plugin links the activity to that group.
+        if !self.cfg.write_room_ids
+            || !self.moodle_ids_trusted()
+            || !r.rocketchatid.is_empty()
+            || !rec.created_by_worker
+        {
             return None;
         }
         match self.moodle.store_room_id(r.instance_id, room_id).await {
@@ -251,7 +256,12 @@ impl Engine {
         job: &JobInfo,
         create_if_gone: bool,
     ) -> Result<String, HandlerError> {
-        let Some(r) = self.moodle.room_by_cmid(cmid).await? else {
+        let Some(r) = self
+            .moodle
+            .room_by_cmid(cmid)
+            .await?
+            .map(|r| self.trusted(r))
+        else {
             return Ok(format!(
                 "course module {cmid} is not a live chat activity: nothing to converge"
             ));
