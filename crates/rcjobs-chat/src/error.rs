@@ -54,7 +54,9 @@ pub enum ChatError {
         /// Server message.
         message: String,
     },
-    /// Credentials rejected (401). Permanent until reconfigured.
+    /// Credentials rejected (401). Every call fails until an operator fixes the token, which
+    /// needs no change to any job: the worker retries such jobs with its durable backoff
+    /// (`rcjobs_worker::outcome`).
     #[error("authentication failed on {endpoint}")]
     Unauthorized {
         /// Endpoint that failed.

@@ -308,3 +308,79 @@ impl QueueHooks for Hooks {
         self.0.iter().for_each(|h| h.claim_batch(queue, n));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn matrix() -> ChatConnection {
+        ChatConnection::Matrix(matrix::MatrixConfig::new(
+            url::Url::parse("http://127.0.0.1:8008").unwrap(),
+            matrix::Auth::Token(matrix::Secret::new("syt_x")),
+        ))
+    }
+
+    fn rocketchat() -> ChatConnection {
+        ChatConnection::RocketChat(rcjobs_rocketchat::RocketChatConfig::new(
+            url::Url::parse("http://127.0.0.1:3000").unwrap(),
+            rcjobs_rocketchat::Auth::Token {
+                user_id: "bot".into(),
+                token: rcjobs_rocketchat::Secret::new("t"),
+            },
+        ))
+    }
+
+    /// The series of `rcjobs_chat_requests_total` for `backend` and `endpoint`, if any.
+    fn requests(m: &Metrics, backend: &str, endpoint: &str) -> bool {
+        m.encode().unwrap().lines().any(|l| {
+            l.starts_with("rcjobs_chat_requests_total{")
+                && l.contains(&format!("backend=\"{backend}\""))
+                && l.contains(&format!("endpoint=\"{endpoint}\""))
+        })
+    }
+
+    #[test]
+    fn route_labels_are_the_backends_own() {
+        let mx = metrics_for(&matrix()).unwrap();
+        let observer: &dyn ChatObserver = &mx;
+        observer.on_response("admin.join", Some(200), Duration::from_millis(3));
+        observer.on_response("groups.invite", Some(200), Duration::from_millis(3));
+        assert!(requests(&mx, "matrix", "admin.join"));
+        assert!(
+            !requests(&mx, "matrix", "groups.invite"),
+            "not a Matrix route"
+        );
+        assert!(requests(&mx, "matrix", "other"));
+
+        let rc = metrics_for(&rocketchat()).unwrap();
+        let observer: &dyn ChatObserver = &rc;
+        observer.on_response("groups.invite", None, Duration::from_millis(3));
+        assert!(requests(&rc, "rocketchat", "groups.invite"));
+        assert_eq!(
+            (rocketchat().backend_name(), matrix().backend_name()),
+            ("rocketchat", "matrix")
+        );
+    }
+
+    #[test]
+    fn observers_all_see_every_exchange() {
+        #[derive(Default)]
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl ChatObserver for Count {
+            fn on_response(&self, _: &str, _: Option<u16>, _: Duration) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let both = Observers(vec![a.clone(), b.clone()]);
+        rcjobs_rocketchat::RequestObserver::on_response(
+            &RocketChatObserver(Arc::new(both)),
+            "me",
+            0,
+            Duration::ZERO,
+        );
+        assert_eq!(a.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(b.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+}

@@ -439,7 +439,7 @@ impl Engine {
 
     /// Step 4: Moodle's desired membership in chat usernames, and each desired member's
     /// Moodle profile by lower-case username (for account creation). Usernames the mapping
-    /// rejects are recorded.
+    /// rejects, or the backend's grammar (Matrix localparts), are recorded.
     fn step_read_desired<'m>(
         &self,
         moodle_members: &'m [MoodleMember],
@@ -448,7 +448,12 @@ impl Engine {
         let mut desired: Vec<DesiredMember> = Vec::with_capacity(moodle_members.len());
         let mut profile: HashMap<String, &MoodleMember> = HashMap::new();
         for m in moodle_members {
-            match self.mapping.map(&m.username) {
+            let mapped = self.mapping.map(&m.username).map_err(|e| e.to_string());
+            let mapped = mapped.and_then(|u| match self.chat.validate_username(&u) {
+                Ok(()) => Ok(u),
+                Err(e) => Err(e.to_string()),
+            });
+            match mapped {
                 Ok(u) => {
                     profile.insert(lower(&u), m);
                     desired.push(DesiredMember {
@@ -461,7 +466,7 @@ impl Engine {
                     &m.username,
                     Some(m.user_id),
                     Code::InvalidUsername,
-                    e.to_string(),
+                    e,
                 )),
             }
         }
