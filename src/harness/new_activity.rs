@@ -215,9 +215,15 @@ async fn pending_of(run: &Run, kinds: &[&str]) -> anyhow::Result<(i64, i64)> {
     let queued = "SELECT kind FROM rcjobs.job
                    WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now())";
     let sql = match outbox {
+        // A row is one job, or (statement-level capture) every job of one statement in a
+        // `jobs` array; read through to_jsonb so that either shape of the table works.
         Some(_) => format!(
             "SELECT count(*) FILTER (WHERE kind = ANY($1)), count(*) FROM ({queued}
-               UNION ALL SELECT kind FROM {} WHERE run_at IS NULL OR run_at <= now()) AS p",
+               UNION ALL
+               SELECT x->>'kind' FROM {} o
+                CROSS JOIN LATERAL jsonb_array_elements(
+                  CASE WHEN jsonb_typeof(to_jsonb(o)->'jobs') = 'array' THEN to_jsonb(o)->'jobs'
+                       ELSE jsonb_build_array(to_jsonb(o)) END) AS x) AS p",
             prefix.apply("{prefix}rcjobs_outbox")
         ),
         None => {
@@ -318,7 +324,12 @@ async fn job_times(
     .bind(cmid)
     .fetch_one(&run.pool)
     .await?;
-    let after = |t: Option<DateTime<Utc>>| t.and_then(|t| (t - committed).to_std().ok()).map(secs);
+    // Enqueued inside the activity's own transaction (triggers writing to the queue), the
+    // job's enqueued_at is that transaction's start, before the commit: 0, not negative.
+    let after = |t: Option<DateTime<Utc>>| {
+        t.and_then(|t| (t - committed).num_microseconds())
+            .map(|us| secs(Duration::from_micros(u64::try_from(us).unwrap_or(0))))
+    };
     Ok((after(queued), after(claimed)))
 }
 
