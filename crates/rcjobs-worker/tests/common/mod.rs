@@ -167,13 +167,19 @@ impl Env {
 
     /// Starts a queue worker with every handler registered (its own pool of 8).
     pub async fn start_worker(&self, concurrency: usize) -> RunningWorker {
+        self.start_worker_on(self.engine.clone(), concurrency).await
+    }
+
+    /// Starts a queue worker like [`Env::start_worker`] around another engine (another
+    /// backend's).
+    pub async fn start_worker_on(&self, engine: Arc<Engine>, concurrency: usize) -> RunningWorker {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .connect(&self.db.url)
             .await
             .unwrap();
         let worker = build_worker(WorkerParts {
-            engine: self.engine.clone(),
+            engine,
             queue: worker_builder(pool, concurrency),
             hooks: None,
         })
