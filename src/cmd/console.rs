@@ -1,6 +1,7 @@
 //! `rcjobs ui`: the operator console (crate `rcjobs-console`, `docs/console.md`).
 
 use super::config::Settings;
+use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
 
@@ -30,7 +31,13 @@ pub struct UiArgs {
 
 /// Runs `rcjobs ui` until SIGINT/SIGTERM.
 pub async fn run(s: &Settings, a: UiArgs) -> anyhow::Result<()> {
-    let pool = super::queue::connect(s).await?;
+    // JIT off: the skip scans behind the counters are cheap but estimated from functions'
+    // default 1,000 rows, so Postgres compiled them on every page (80-250 ms of a 5 ms query
+    // on the 1,000,000-job table, BENCHMARKS.md)
+    let opts = super::db::parse_url("DATABASE_URL", &s.database_url)?.options([("jit", "off")]);
+    let pool = super::db::pool(&opts, 4)
+        .await
+        .context("cannot connect to the queue database (DATABASE_URL)")?;
     rcjobs_queue::check_schema(&pool).await?;
     let token = a.token.filter(|t| !t.trim().is_empty());
     if let Some(t) = &token {

@@ -29,6 +29,34 @@ pub enum RoomsCommand {
     List(ListArgs),
     /// Queue a sync of a room, or of every room of a course, now.
     Sync(TargetArgs),
+    /// A room (or every room of a course): its chat room, last sync and recorded outcomes;
+    /// with --live, Moodle's members against the chat server's.
+    Show(ShowArgs),
+}
+
+/// `rcjobs rooms show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Which room(s).
+    #[command(flatten)]
+    pub target: ShowTarget,
+    /// Compare the members Moodle wants with the chat room's, now (asks Moodle and the chat
+    /// server of ROCKETCHAT_*; usernames mapped with the default rule, as without a
+    /// handlers file).
+    #[arg(long)]
+    pub live: bool,
+}
+
+/// A course's rooms or one activity's.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ShowTarget {
+    /// Every room of a course (its own and its activities').
+    #[arg(long)]
+    pub course: Option<i64>,
+    /// An activity's room (course module id; a course room is -courseid).
+    #[arg(long, allow_negative_numbers = true)]
+    pub cmid: Option<i64>,
 }
 
 /// Which room(s): exactly one of course, activity or category.
@@ -93,6 +121,7 @@ pub async fn run(s: &Settings, c: RoomsCommand) -> anyhow::Result<()> {
         RoomsCommand::Remove(a) => remove(&moodle, &prefix, a.target).await,
         RoomsCommand::List(a) => list(s, moodle, &prefix, a).await,
         RoomsCommand::Sync(a) => sync(s, moodle, &prefix, a.target).await,
+        RoomsCommand::Show(a) => show(s, moodle, &prefix, a).await,
     }
 }
 
@@ -319,5 +348,202 @@ async fn sync(s: &Settings, pool: PgPool, prefix: &Prefix, t: Target) -> anyhow:
     }
     tx.commit().await?;
     println!("sync queued for {} room(s)", rooms.len());
+    Ok(())
+}
+
+/// The chat server of `ROCKETCHAT_*`, for the live member comparison.
+async fn chat_backend(s: &Settings) -> anyhow::Result<rcjobs_rocketchat::RocketChatBackend> {
+    let (Some(url), Some(user_id), Some(token)) = (
+        &s.rocketchat_url,
+        &s.rocketchat_user_id,
+        &s.rocketchat_token,
+    ) else {
+        anyhow::bail!("--live needs ROCKETCHAT_URL, ROCKETCHAT_USER_ID and ROCKETCHAT_TOKEN");
+    };
+    let mut rc = rcjobs_rocketchat::RocketChatConfig::new(
+        url::Url::parse(url).context("ROCKETCHAT_URL is not a URL")?,
+        rcjobs_rocketchat::Auth::Token {
+            user_id: user_id.clone(),
+            token: rcjobs_rocketchat::Secret::new(token.clone()),
+        },
+    );
+    // an operator waiting at a prompt, not a worker riding out a slow server
+    rc.request_timeout = std::time::Duration::from_secs(10);
+    let client = rcjobs_rocketchat::RocketChatClient::builder(rc)
+        .build()
+        .context("building the Rocket.Chat client")?;
+    rcjobs_rocketchat::RocketChatBackend::connect(client)
+        .await
+        .context("connecting to Rocket.Chat")
+}
+
+async fn show(s: &Settings, pool: PgPool, prefix: &Prefix, a: ShowArgs) -> anyhow::Result<()> {
+    use rcjobs_chat::ChatBackend as _;
+    let moodle = MoodleDb::new(pool, prefix.as_str())?;
+    let rooms: Vec<Room> = match (a.target.course, a.target.cmid) {
+        (_, Some(cm)) => moodle.room_by_cmid(cm).await?.into_iter().collect(),
+        (Some(c), _) => moodle.rooms_of_course(c).await?,
+        _ => anyhow::bail!("rooms show takes --course or --cmid"),
+    };
+    anyhow::ensure!(!rooms.is_empty(), "no live room there");
+    let queue = super::queue::connect(s).await?;
+    let keys: Vec<i64> = rooms.iter().map(|r| r.cmid).collect();
+    let synced = sync_rows(&queue, &keys).await?;
+    let mut outcomes: HashMap<i64, Vec<(String, String, String)>> = HashMap::new();
+    let mut recorded: HashMap<i64, i64> = HashMap::new();
+    if !synced.is_empty() {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT cmid, subject, code, detail FROM rcjobs_sync.outcome
+              WHERE cmid = ANY($1) ORDER BY cmid, code, subject",
+        )
+        .bind(&keys)
+        .fetch_all(&queue)
+        .await?;
+        for (cm, subject, code, detail) in rows {
+            outcomes
+                .entry(cm)
+                .or_default()
+                .push((subject, code, detail));
+        }
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT cmid, count(*) FROM rcjobs_sync.member WHERE cmid = ANY($1) GROUP BY 1",
+        )
+        .bind(&keys)
+        .fetch_all(&queue)
+        .await?;
+        recorded.extend(rows);
+    }
+    let backend = if a.live {
+        Some(chat_backend(s).await?)
+    } else {
+        None
+    };
+    let mapping = rcjobs_worker::mapping::UsernameMapping::default();
+    for r in &rooms {
+        let kind = if r.cmid < 0 {
+            "course room"
+        } else {
+            "activity room"
+        };
+        println!(
+            "room {} ({kind}) of course {} ({}): {}",
+            r.cmid, r.course_id, r.course_shortname, r.name
+        );
+        let sr = synced.get(&r.cmid);
+        let chat_id = sr
+            .and_then(|x| x.room_id.clone())
+            .or_else(|| (!r.rocketchatid.is_empty()).then(|| r.rocketchatid.clone()));
+        println!("  chat room      {}", chat_id.as_deref().unwrap_or("-"));
+        match sr {
+            None => println!("  last sync      never (no worker has synced it yet)"),
+            Some(x) => {
+                println!(
+                    "  last sync      {} ({}, {})",
+                    x.last_sync
+                        .map_or("-".into(), |t| rcjobs_queue::display_time(&t)),
+                    x.state,
+                    x.last_result.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "  members        {} on the chat server at the last sync, {} managed by rcjobs",
+                    x.members.map_or("-".into(), |m| m.to_string()),
+                    recorded.get(&r.cmid).copied().unwrap_or(0)
+                );
+            }
+        }
+        match outcomes.get(&r.cmid) {
+            None => println!("  outcomes       none recorded"),
+            Some(list) => {
+                println!("  outcomes       {} recorded by the last sync:", list.len());
+                for (subject, code, detail) in list {
+                    let who = if subject.is_empty() {
+                        "the room"
+                    } else {
+                        subject
+                    };
+                    println!("    {code:<22} {who:<24} {detail}");
+                }
+            }
+        }
+        let Some(backend) = &backend else { continue };
+        let Some(room_id) = &chat_id else {
+            println!("  live           no chat room to compare with");
+            continue;
+        };
+        let desired = moodle
+            .desired_members(r, chrono::Utc::now().timestamp())
+            .await?;
+        let mut want: HashMap<String, bool> = HashMap::new();
+        let mut unmappable = 0;
+        for d in &desired {
+            match mapping.map(&d.username) {
+                Ok(u) => {
+                    want.insert(u, d.moderator);
+                }
+                Err(_) => unmappable += 1,
+            }
+        }
+        let have: HashMap<String, (bool, bool)> = backend
+            .list_members(room_id)
+            .await
+            .context("listing the chat room's members")?
+            .into_iter()
+            .map(|m| (m.username.to_lowercase(), (m.moderator, m.owner)))
+            .collect();
+        let mut missing: Vec<&String> = want.keys().filter(|u| !have.contains_key(*u)).collect();
+        let mut extra: Vec<&String> = have.keys().filter(|u| !want.contains_key(*u)).collect();
+        let mut standing: Vec<String> = want
+            .iter()
+            .filter_map(|(u, m)| match have.get(u) {
+                Some((hm, owner)) if hm != m && !owner => Some(format!(
+                    "{u} ({})",
+                    if *m {
+                        "should moderate"
+                    } else {
+                        "should not moderate"
+                    }
+                )),
+                _ => None,
+            })
+            .collect();
+        missing.sort();
+        extra.sort();
+        standing.sort();
+        println!(
+            "  live           Moodle wants {} member(s){}, the chat room has {}",
+            want.len(),
+            if unmappable > 0 {
+                format!(" ({unmappable} username(s) not mappable)")
+            } else {
+                String::new()
+            },
+            have.len()
+        );
+        let join = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        println!(
+            "    in Moodle only       {}",
+            if missing.is_empty() {
+                "-".into()
+            } else {
+                join(&missing)
+            }
+        );
+        println!(
+            "    on the chat only     {}",
+            if extra.is_empty() {
+                "-".into()
+            } else {
+                join(&extra)
+            }
+        );
+        println!(
+            "    moderator differs    {}",
+            if standing.is_empty() {
+                "-".into()
+            } else {
+                standing.join(", ")
+            }
+        );
+    }
     Ok(())
 }

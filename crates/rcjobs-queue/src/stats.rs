@@ -121,7 +121,13 @@ pub const WORKER_ALIVE_WINDOW: Duration = Duration::from_secs(30);
 
 /// Reads the counters (plus not yet compacted deltas), the oldest ready age (a skip
 /// scan of the claim index: one probe per queue and priority) and the live workers.
+/// Counting the scheduled jobs costs O(scheduled jobs); [`stats_capped`] bounds it.
 pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
+    Ok(stats_capped(pool, None).await?.0)
+}
+
+/// The counters alone, by (queue, kind, state): O(1) in the number of jobs.
+pub async fn counts(pool: &PgPool) -> Result<Vec<StateCount>, QueueError> {
     let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT queue, kind, state, sum(n)::bigint FROM (
              SELECT queue, kind, state, n FROM rcjobs.stat_count
@@ -130,14 +136,57 @@ pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
     )
     .fetch_all(pool)
     .await?;
-    let counts = state_counts(rows)?;
-    let scheduled = state_counts(
-        sqlx::query_as(
-            "SELECT queue, kind, state, n FROM rcjobs.scheduled_counts() ORDER BY 1, 2, 3",
-        )
-        .fetch_all(pool)
-        .await?,
-    )?;
+    state_counts(rows)
+}
+
+/// [`stats`] with the scheduled jobs counted up to `cap` per (queue, priority) group of the
+/// claim index and up to `cap` blocked ones (`None`: all); true when a cap was reached (the
+/// scheduled figures are then lower bounds, and the due ones upper bounds).
+pub async fn stats_capped(
+    pool: &PgPool,
+    cap: Option<i64>,
+) -> Result<(QueueStats, bool), QueueError> {
+    let counts = counts(pool).await?;
+    let (scheduled, capped) = match cap {
+        None => (
+            state_counts(
+                sqlx::query_as(
+                    "SELECT queue, kind, state, n FROM rcjobs.scheduled_counts() ORDER BY 1, 2, 3",
+                )
+                .fetch_all(pool)
+                .await?,
+            )?,
+            false,
+        ),
+        Some(cap) => {
+            let rows: Vec<(String, String, String, i64, bool)> = sqlx::query_as(
+                "WITH r AS (
+                     SELECT g.queue, g.priority, f.kind FROM rcjobs.ready_groups() g CROSS JOIN LATERAL (
+                         SELECT j.kind FROM rcjobs.job j
+                         WHERE j.state = 'ready' AND NOT j.paused AND j.queue = g.queue
+                           AND j.priority = g.priority AND j.run_at > now()
+                         LIMIT $1) f),
+                 b AS (SELECT j.queue, j.kind FROM rcjobs.job j
+                       WHERE j.state = 'blocked' AND j.run_at > now() LIMIT $1)
+                 SELECT queue, kind, 'ready', count(*)::bigint,
+                        bool_or(n_group >= $1) FROM (
+                     SELECT queue, kind, count(*) OVER (PARTITION BY queue, priority) AS n_group FROM r) x
+                 GROUP BY 1, 2
+                 UNION ALL
+                 SELECT queue, kind, 'blocked', count(*)::bigint,
+                        (SELECT count(*) FROM b) >= $1 FROM b GROUP BY 1, 2
+                 ORDER BY 1, 2, 3",
+            )
+            .bind(cap)
+            .fetch_all(pool)
+            .await?;
+            let capped = rows.iter().any(|r| r.4);
+            (
+                state_counts(rows.into_iter().map(|r| (r.0, r.1, r.2, r.3)).collect())?,
+                capped,
+            )
+        }
+    };
     let by_queue: Vec<(String, f64)> = sqlx::query_as(
         "SELECT queue, greatest(extract(epoch FROM now() - run_at), 0)::float8
            FROM rcjobs.oldest_due_by_queue() ORDER BY 1",
@@ -155,7 +204,7 @@ pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
     .bind(WORKER_ALIVE_WINDOW.as_secs_f64())
     .fetch_all(pool)
     .await?;
-    Ok(QueueStats {
+    let st = QueueStats {
         counts,
         scheduled,
         oldest_ready_age_seconds: age.unwrap_or(0.0).max(0.0),
@@ -172,7 +221,8 @@ pub async fn stats(pool: &PgPool) -> Result<QueueStats, QueueError> {
                 last_seen: w.6,
             })
             .collect(),
-    })
+    };
+    Ok((st, capped))
 }
 
 /// Folds counter deltas into the totals (workers do this every sweep interval).

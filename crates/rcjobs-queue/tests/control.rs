@@ -232,3 +232,38 @@ async fn bulk_actions_on_a_payload_and_error_filter() {
     };
     assert!(list_jobs(&db.pool, &since_future).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn capped_stats_bound_the_scheduled_count_and_say_so() {
+    let db = db().await;
+    let later = Utc::now() + ChronoDuration::hours(1);
+    for i in 0..5 {
+        add(&db, NewJob::new("noop", json!({})).run_at(later)).await;
+        add(
+            &db,
+            NewJob::new("noop", json!({}))
+                .exclusion_key(format!("room:{}", i % 2))
+                .run_at(later),
+        )
+        .await;
+    }
+    add(&db, NewJob::new("noop", json!({}))).await;
+    let full = stats(&db.pool).await.unwrap();
+    let (same, capped) = rcjobs_queue::stats::stats_capped(&db.pool, Some(100))
+        .await
+        .unwrap();
+    assert!(!capped);
+    assert_eq!(same.scheduled, full.scheduled);
+    assert_eq!(full.scheduled_total(), 10);
+    assert_eq!(full.due_total(), 1);
+    let (low, capped) = rcjobs_queue::stats::stats_capped(&db.pool, Some(3))
+        .await
+        .unwrap();
+    assert!(capped);
+    assert!(low.scheduled_total() >= 3 && low.scheduled_total() < 10);
+    assert!(low.due_total() >= 1);
+    assert_eq!(
+        rcjobs_queue::stats::counts(&db.pool).await.unwrap(),
+        full.counts
+    );
+}
