@@ -24,6 +24,8 @@ use std::time::Duration;
 struct ReadOnlyRole {
     name: String,
     admin: PgPool,
+    /// The test database, for the drop.
+    url: String,
 }
 
 impl ReadOnlyRole {
@@ -43,7 +45,11 @@ impl ReadOnlyRole {
                 .await
                 .unwrap();
         }
-        ReadOnlyRole { name, admin }
+        ReadOnlyRole {
+            name,
+            admin,
+            url: env.db.url.clone(),
+        }
     }
 
     /// The column grant docs/operations.md documents, and nothing else.
@@ -66,17 +72,33 @@ impl ReadOnlyRole {
             .await
             .unwrap()
     }
+}
 
-    async fn drop_role(self) {
-        for stmt in [
-            format!("DROP OWNED BY {}", self.name),
-            format!("DROP ROLE {}", self.name),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(stmt))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
+/// Roles outlive databases: drop this one even when the test panics (before the test
+/// database goes, whose privileges `DROP OWNED` revokes).
+impl Drop for ReadOnlyRole {
+    fn drop(&mut self) {
+        let (name, url) = (self.name.clone(), self.url.clone());
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                // a fresh connection: the test's runtime (and the pool's tasks) may be gone
+                if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+                    for stmt in [
+                        format!("DROP OWNED BY {name}"),
+                        format!("DROP ROLE IF EXISTS {name}"),
+                    ] {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut c).await;
+                    }
+                }
+            });
+        });
+        let _ = done.join();
     }
 }
 
@@ -230,7 +252,7 @@ async fn a_refused_room_id_write_is_recorded_and_the_room_works() {
         }
     }
     ro.close().await;
-    role.drop_role().await;
+    drop(role);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,5 +281,5 @@ async fn with_the_column_grant_the_room_id_is_stored() {
         }
     }
     ro.close().await;
-    role.drop_role().await;
+    drop(role);
 }
