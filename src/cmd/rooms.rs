@@ -483,15 +483,30 @@ async fn show(s: &Settings, pool: PgPool, prefix: &Prefix, a: ShowArgs) -> anyho
                 Err(_) => unmappable += 1,
             }
         }
-        let have: HashMap<String, (bool, bool)> = backend
-            .list_members(room_id)
-            .await
-            .context("listing the chat room's members")?
-            .into_iter()
-            .map(|m| (m.username.to_lowercase(), (m.moderator, m.owner)))
-            .collect();
+        let have: HashMap<String, (bool, bool)> = match backend.list_members(room_id).await {
+            Ok(list) => list
+                .into_iter()
+                .map(|m| (m.username.to_lowercase(), (m.moderator, m.owner)))
+                .collect(),
+            // one room the chat server cannot show must not hide the others
+            Err(e) => {
+                println!("  live           cannot list the chat room's members: {e}");
+                continue;
+            }
+        };
         let mut missing: Vec<&String> = want.keys().filter(|u| !have.contains_key(*u)).collect();
-        let mut extra: Vec<&String> = have.keys().filter(|u| !want.contains_key(*u)).collect();
+        // the owner (the account that created the room: the bot) is never removed: say so
+        let mut extra: Vec<String> = have
+            .iter()
+            .filter(|(u, _)| !want.contains_key(*u))
+            .map(|(u, (_, owner))| {
+                if *owner {
+                    format!("{u} (owner)")
+                } else {
+                    u.clone()
+                }
+            })
+            .collect();
         let mut standing: Vec<String> = want
             .iter()
             .filter_map(|(u, m)| match have.get(u) {
@@ -533,7 +548,7 @@ async fn show(s: &Settings, pool: PgPool, prefix: &Prefix, a: ShowArgs) -> anyho
             if extra.is_empty() {
                 "-".into()
             } else {
-                join(&extra)
+                extra.join(", ")
             }
         );
         println!(
