@@ -1,13 +1,14 @@
 //! The worker on a real Synapse, put together by `rcjobs_worker::wiring` exactly as
 //! `rcjobs worker --chat-backend matrix` does: a course's room is created, filled with
-//! Moodle's members (accounts created through the admin API) and moderators, and the requests
-//! are counted under the Matrix routes. Needs `scripts/ensure-synapse.sh` (run by
+//! Moodle's members (accounts created through the admin API) and moderators, a member whose
+//! username Matrix cannot take (all digits, as student numbers are) is recorded
+//! `invalid_username`, and the requests are counted under the Matrix routes. Needs `scripts/ensure-synapse.sh` (run by
 //! `scripts/test.sh`), which writes `target/synapse/env`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{small_site, Env};
+use common::{small_site, sql, Env};
 use rcjobs_chat::ChatBackend;
 use rcjobs_producer::{Job, SynchronizeGroup};
 use rcjobs_sim::SimConfig;
@@ -51,6 +52,21 @@ async fn a_room_converges_on_synapse_through_the_wiring() {
         .iter()
         .find(|(_, visible)| *visible)
         .unwrap();
+    // A student number as username: fine on Rocket.Chat, reserved for guests on Matrix.
+    let renamed = env
+        .truth(cmid)
+        .await
+        .into_iter()
+        .find(|(_, m)| !m)
+        .unwrap()
+        .0;
+    let numeric = "20231234";
+    sqlx::query(sql("UPDATE {p}user SET username = $2 WHERE username = $1"))
+        .bind(&renamed)
+        .bind(numeric)
+        .execute(env.pool())
+        .await
+        .unwrap();
     let mut cfg = WorkerConfig {
         create_accounts: true,
         ..WorkerConfig::default()
@@ -88,7 +104,7 @@ async fn a_room_converges_on_synapse_through_the_wiring() {
         async move {
             sqlx::query_scalar(
                 "SELECT room_id FROM rcjobs_sync.room
-                  WHERE cmid = $1 AND backend = 'matrix' AND last_result = 'converged'",
+                  WHERE cmid = $1 AND backend = 'matrix' AND last_result IS NOT NULL",
             )
             .bind(cmid)
             .fetch_optional(&pool)
@@ -116,9 +132,20 @@ async fn a_room_converges_on_synapse_through_the_wiring() {
         .filter(|m| m.username != server.bot_username())
         .map(|m| (m.username, m.moderator))
         .collect();
-    let truth = env.truth(cmid).await;
+    let mut truth = env.truth(cmid).await;
+    assert!(truth.remove(numeric).is_some());
     assert!(!truth.is_empty());
     assert_eq!(members, truth, "Matrix room {room} of cm {cmid}");
+    let outcomes: Vec<(String, String)> =
+        sqlx::query_as("SELECT subject, code FROM rcjobs_sync.outcome WHERE cmid = $1")
+            .bind(cmid)
+            .fetch_all(env.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        outcomes,
+        [(numeric.to_owned(), "invalid_username".to_owned())]
+    );
     let text = metrics.encode().unwrap();
     assert!(
         text.lines()
