@@ -35,6 +35,10 @@ async fn the_worker_names_each_missing_permission_at_start() {
             "`unarchive-room`",
             rcjobs_chat::Capability::UnarchiveRooms.purpose(),
         ),
+        (
+            "`clean-channel-history`",
+            rcjobs_chat::Capability::CleanHistory.purpose(),
+        ),
     ];
     let t = Instant::now();
     let log = loop {
@@ -128,6 +132,7 @@ async fn status_reports_the_missing_permissions_when_it_can_ask() {
     assert_eq!(
         missing,
         [
+            ("clean-channel-history", None),
             ("create-user", Some("create_accounts")),
             ("edit-room-retention-policy", Some("retention_feature")),
             ("unarchive-room", None),
@@ -139,6 +144,7 @@ async fn status_reports_the_missing_permissions_when_it_can_ask() {
         "create-user",
         "unarchive-room",
         "edit-room-retention-policy",
+        "clean-channel-history",
     ] {
         sim.grant_permission("bot", permission);
     }

@@ -57,11 +57,12 @@ pub struct SimArgs {
     pub bot_token: Option<String>,
     /// Permissions granted to the bot's role besides its stock ones, comma-separated.
     /// Default: what docs/handlers.md asks of the bot (create-user for account creation,
-    /// unarchive-room for bin restores and visibility changes). `--grant ''` grants none.
+    /// unarchive-room for bin restores and visibility changes, edit-room-retention-policy for
+    /// retention, clean-channel-history for course resets). `--grant ''` grants none.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create-user,unarchive-room"
+        default_value = "create-user,unarchive-room,edit-room-retention-policy,clean-channel-history"
     )]
     pub grant: Vec<String>,
 }

@@ -133,6 +133,8 @@ pub enum Capability {
     UnarchiveRooms,
     /// Set a room's retention policy (retention handling on).
     EditRetention,
+    /// Clean a room's history (a course reset with the plugin's `reset_rocketchat`).
+    CleanHistory,
 }
 
 impl Capability {
@@ -146,6 +148,9 @@ impl Capability {
             }
             Capability::EditRetention => {
                 "applying the activities' message retention settings to their rooms"
+            }
+            Capability::CleanHistory => {
+                "cleaning a room's history when its course is reset (reset_rocketchat)"
             }
         }
     }

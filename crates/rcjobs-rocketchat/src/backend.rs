@@ -274,6 +274,7 @@ fn permission_name(c: Capability) -> &'static str {
         Capability::CreateUsers => "create-user",
         Capability::UnarchiveRooms => "unarchive-room",
         Capability::EditRetention => "edit-room-retention-policy",
+        Capability::CleanHistory => "clean-channel-history",
     }
 }
 

@@ -6,10 +6,15 @@
 use crate::engine::Engine;
 use rcjobs_chat::{Capability, ChatBackend, ChatResult};
 
-/// The server-wide capabilities the enabled features need: rooms and unarchiving always,
-/// accounts with account creation on, retention with retention handling on.
+/// The server-wide capabilities the enabled features need: rooms, unarchiving and cleaning
+/// history (course resets, the plugin's default) always, accounts with account creation on,
+/// retention with retention handling on.
 pub fn needed_capabilities(create_accounts: bool, retention: bool) -> Vec<Capability> {
-    let mut v = vec![Capability::CreateRooms, Capability::UnarchiveRooms];
+    let mut v = vec![
+        Capability::CreateRooms,
+        Capability::UnarchiveRooms,
+        Capability::CleanHistory,
+    ];
     if create_accounts {
         v.push(Capability::CreateUsers);
     }
@@ -24,7 +29,7 @@ pub fn only_with(c: Capability) -> Option<&'static str> {
     match c {
         Capability::CreateUsers => Some("create_accounts"),
         Capability::EditRetention => Some("retention_feature"),
-        Capability::CreateRooms | Capability::UnarchiveRooms => None,
+        Capability::CreateRooms | Capability::UnarchiveRooms | Capability::CleanHistory => None,
     }
 }
 

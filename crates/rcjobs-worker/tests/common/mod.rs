@@ -74,6 +74,7 @@ impl Env {
         // What docs/handlers.md asks of the bot account beyond the `bot` role.
         sim.grant_permission("bot", "create-user");
         sim.grant_permission("bot", "unarchive-room");
+        sim.grant_permission("bot", "clean-channel-history");
         let moodle_pool = PgPoolOptions::new()
             .max_connections(4)
             .connect(&db.url)
