@@ -771,10 +771,12 @@ pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
     let pool = connect(s).await?;
     rcjobs_queue::check_schema(&pool).await?;
     let st = rcjobs_queue::stats(&pool).await?;
+    let pauses = rcjobs_queue::list_pauses(&pool).await?;
     let perms = bot_permissions(s).await;
     if a.json {
         let v = serde_json::json!({
             "bot_permissions": perms.to_json(),
+            "pauses": pauses,
             "counts": st.counts,
             "totals": JobState::ALL.iter().map(|s| (s.as_str(), st.total(*s))).collect::<std::collections::BTreeMap<_, _>>(),
             "due": st.due_total(),
@@ -789,6 +791,15 @@ pub async fn status(s: &Settings, a: StatusArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_status(&st);
+        // a paused queue or kind explains a backlog that does not move: say it up front
+        for p in &pauses {
+            println!(
+                "paused:                   {} since {} by {}",
+                p.target,
+                display_time(&p.paused_at),
+                p.paused_by
+            );
+        }
         perms.print();
     }
     Ok(())

@@ -1,0 +1,148 @@
+//! Issue 16's verbs through the real binary, as an operator types them: pause a kind (shown
+//! by `status`, `queue list`, `jobs list`), a bulk cancel on a payload filter that asks for
+//! `--yes` first, run-now, reschedule, delete, resume. Checked in the database.
+#![allow(clippy::unwrap_used)]
+
+use rcjobs_testkit::TestDb;
+use std::process::{Command, Stdio};
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn rcjobs(db: &TestDb, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_rcjobs"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .env("USER", "carol")
+        .env_remove("SUDO_USER")
+        .env_remove("ROCKETCHAT_URL")
+        .env_remove("RCJOBS_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the rcjobs binary");
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(db: &TestDb, args: &[&str]) -> String {
+    let o = rcjobs(db, args);
+    assert!(o.ok, "rcjobs {args:?}: {}{}", o.stdout, o.stderr);
+    o.stdout
+}
+
+async fn scalar<T>(db: &TestDb, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pause_filter_bulk_and_single_job_verbs() {
+    let db = TestDb::new().await;
+    ok(&db, &["migrate"]);
+    let id = |s: String| s.trim().parse::<i64>().unwrap();
+    let a = id(ok(
+        &db,
+        &[
+            "enqueue",
+            "synchronize_group",
+            "--payload",
+            r#"{"cmid": 42, "courseid": 3}"#,
+        ],
+    ));
+    let b = id(ok(
+        &db,
+        &[
+            "enqueue",
+            "synchronize_group",
+            "--payload",
+            r#"{"cmid": 43, "courseid": 3}"#,
+        ],
+    ));
+
+    let out = ok(
+        &db,
+        &[
+            "queue",
+            "pause",
+            "--kind",
+            "synchronize_group",
+            "--reason",
+            "chat upgrade",
+        ],
+    );
+    assert!(out.contains("paused"), "{out}");
+    let by: String = scalar(&db, "SELECT paused_by FROM rcjobs.pause").await;
+    assert_eq!(by, "carol (cli)");
+    assert!(ok(&db, &["status"]).contains("paused:                   kind synchronize_group"));
+    let list = ok(&db, &["queue", "list"]);
+    assert!(list.contains("chat upgrade"), "{list}");
+    let jobs = ok(&db, &["jobs", "list", "--payload", "cmid=42"]);
+    assert!(jobs.contains("ready (paused)"), "{jobs}");
+    assert_eq!(jobs.lines().count(), 2, "header and one job: {jobs}");
+
+    // a bulk action without --yes and without a terminal asks for --yes and does nothing
+    let no = rcjobs(&db, &["jobs", "cancel", "--payload", "cmid=42"]);
+    assert!(!no.ok);
+    assert!(no.stdout.contains("1 job(s) match"), "{}", no.stdout);
+    assert!(no.stderr.contains("--yes"), "{}", no.stderr);
+    let pending: i64 = scalar(&db, "SELECT count(*) FROM rcjobs.job").await;
+    assert_eq!(pending, 2);
+    let refused = rcjobs(&db, &["jobs", "cancel"]);
+    assert!(!refused.ok && refused.stderr.contains("give a job id or a filter"));
+    let done = ok(&db, &["jobs", "cancel", "--payload", "cmid=42", "--yes"]);
+    assert!(done.contains("1 job(s) done"), "{done}");
+    let cancelled: String = scalar(
+        &db,
+        &format!("SELECT state FROM rcjobs.job_history WHERE id = {a}"),
+    )
+    .await;
+    assert_eq!(cancelled, "cancelled");
+
+    ok(
+        &db,
+        &["jobs", "reschedule", &b.to_string(), "--run-at", "+3h"],
+    );
+    let later: bool = scalar(
+        &db,
+        &format!("SELECT run_at > now() + interval '2 hours' FROM rcjobs.job WHERE id = {b}"),
+    )
+    .await;
+    assert!(later);
+    ok(&db, &["jobs", "run-now", &b.to_string()]);
+    let due: bool = scalar(
+        &db,
+        &format!("SELECT run_at <= now() FROM rcjobs.job WHERE id = {b}"),
+    )
+    .await;
+    assert!(due);
+    let show = ok(&db, &["jobs", "show", &b.to_string()]);
+    assert!(
+        show.contains("lane          room:43 (this job is its head"),
+        "{show}"
+    );
+
+    ok(&db, &["queue", "resume", "--kind", "synchronize_group"]);
+    let pauses: i64 = scalar(&db, "SELECT count(*) FROM rcjobs.pause").await;
+    assert_eq!(pauses, 0);
+    ok(&db, &["jobs", "delete", &b.to_string()]);
+    let left: i64 = scalar(&db, "SELECT count(*) FROM rcjobs.job").await;
+    assert_eq!(left, 0);
+    let again = rcjobs(&db, &["jobs", "delete", &b.to_string()]);
+    assert!(
+        !again.ok && again.stderr.contains("not found"),
+        "{}",
+        again.stderr
+    );
+}
