@@ -68,16 +68,20 @@ impl Ctx {
         }
     }
 
-    /// Jobs due (ready or blocked behind their lane) or running; jobs scheduled for later,
-    /// such as an enrolment's end in 2038 or the next periodic reconcile, do not count.
+    /// Jobs due (ready or blocked behind their lane) or running, and changes still in the
+    /// trigger set's outbox (relayed into jobs shortly); jobs scheduled for later, such as an
+    /// enrolment's end in 2038 or the next periodic reconcile, do not count.
     async fn busy(&self) -> i64 {
-        sqlx::query_scalar(
+        let jobs: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM rcjobs.job
               WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now())",
         )
         .fetch_one(&self.pool)
         .await
-        .unwrap()
+        .unwrap();
+        jobs + rcjobs_moodle::outbox::pending(&self.pool, &self.site.prefix)
+            .await
+            .unwrap()
     }
 
     /// Waits until the room of `cmid` has `archived` = `want` (the comparator does not look

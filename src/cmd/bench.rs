@@ -1,4 +1,4 @@
-//! `rcjobs bench queue|e2e|faults`.
+//! `rcjobs bench queue|e2e|faults|capture`.
 
 use super::config::Settings;
 use super::cpu_times::{cpu_used, CpuTimes};
@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// Chat faults: the mass enrolment fault-free and with failing calls (their ratio), and a
     /// room of 1,000 members filled and changed with failing calls.
     Faults(super::bench_e2e::FaultsBenchArgs),
+    /// What the trigger set costs Moodle's own writes: Moodle's write patterns with no
+    /// triggers, in plugin-interception and in change-capture mode, as ratios.
+    Capture(super::bench_capture::CaptureBenchArgs),
 }
 
 /// `rcjobs bench queue` arguments.
@@ -73,6 +76,7 @@ pub async fn run(s: &Settings, c: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Queue(a) => bench_queue(s, a).await,
         BenchCommand::E2e(a) => super::bench_e2e::run(s, a).await,
         BenchCommand::Faults(a) => super::bench_e2e::run_faults(s, a).await,
+        BenchCommand::Capture(a) => super::bench_capture::run(s, a).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command tree. Each command group lives in its own module and owns its clap arguments.
 
 pub mod bench;
+pub mod bench_capture;
 pub mod bench_e2e;
 pub mod config;
 pub mod console;

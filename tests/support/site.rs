@@ -237,12 +237,18 @@ pub async fn fates(pool: &PgPool) -> Fates {
 
 /// Jobs not finished yet that are work left to do (see [`Fates::unfinished`]: not those
 /// scheduled for later that never ran), and of all unfinished jobs, those due or running now.
+/// Changes still in the trigger set's outbox (the workers relay them shortly) count as due.
 pub async fn pending(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
+    let (left, due): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE NOT (attempt = 0 AND snoozes = 0 AND state <> 'running' AND run_at > now())),
                 count(*) FILTER (WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now()))
            FROM rcjobs.job",
     )
     .fetch_one(pool)
-    .await
+    .await?;
+    let prefix = Prefix::new(PREFIX).expect("prefix");
+    let captured = rcjobs_moodle::outbox::pending(pool, &prefix)
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    Ok((left + captured, due + captured))
 }

@@ -5,33 +5,32 @@
 -- always succeeds. No SET clause on the functions: names are schema-qualified and a SET costs
 -- a configuration save and restore per call.
 
--- The room tests are written out (rcjobs_course_has_rooms' body) rather than called: the
--- planner does not inline that function here, and calling it per row cost five times the
--- rest of the capture.
+-- role_assignments and user_enrolments, inserts and deletes: statement-level triggers
+-- reading the transition table. Each appends ONE outbox row per Moodle statement holding
+-- the captured rows, reduced to ids, in row order (`jobs`: a JSON array of arrays, kind
+-- 'rcjobs:<table>:ins|del'), with only the lookups that cannot wait: the course of an
+-- enrolment (its enrol instance) and the context of a role assignment, which Moodle deletes
+-- right after the rows when it deletes a course or an enrol instance. Whether the course
+-- or module has a room, the future enrolment windows, the payloads and the keys are the
+-- relay's work (rcjobs_moodle::outbox), off Moodle's transaction: a job for a course whose
+-- last room went meanwhile is harmless, and a room made meanwhile is synced whole at
+-- creation. One query with a cheap plan per statement: a one-row statement (the enrol API)
+-- costs a few microseconds, a sync of thousands of rows in one statement a few per row.
 
--- role_assignments: enrol_role_assign / enrol_role_unassign. Statement-level, reading the
--- transition table: a cohort or flat-file sync writing thousands of rows in one statement
--- pays one set-based INSERT ... SELECT (and one subtransaction), not one plpgsql call, three
--- lookups and one subtransaction per row; rows are appended in their id order.
+-- role_assignments: enrol_role_assign / enrol_role_unassign.
+-- Row: [id, userid, roleid, contextid, contextlevel, instanceid, course (NULL above a course)].
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_role_assignments_ins()
 RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, dedup_key)
-  SELECT 'enrol_role_assign',
-         jsonb_build_object('courseid', CASE c.contextlevel WHEN 50 THEN c.instanceid WHEN 70 THEN cm.course END,
-           'roleid', ra.roleid, 'userid', ra.userid,
-           'context', jsonb_build_object('id', ra.contextid, 'contextlevel', c.contextlevel, 'instanceid', c.instanceid)),
-         'role:' || c.contextlevel || ':' || c.instanceid || ':' || ra.userid
-    FROM rcjobs_new ra
-    JOIN {schema}.{prefix}context c ON c.id = ra.contextid
-    LEFT JOIN {schema}.{prefix}course_modules cm ON c.contextlevel = 70 AND cm.id = c.instanceid
-   WHERE c.contextlevel IN (10, 40)
-      OR (c.contextlevel = 50 AND (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
-                  WHERE cm1.course = c.instanceid
-                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
-          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = c.instanceid)))
-      OR (c.contextlevel = 70 AND {schema}.{prefix}rcjobs_cm_has_room(c.instanceid))
-   ORDER BY ra.id;
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, jobs)
+  SELECT 'rcjobs:role_assignments:ins', j FROM (
+    SELECT jsonb_agg(jsonb_build_array(ra.id, ra.userid, ra.roleid, ra.contextid, c.contextlevel, c.instanceid,
+                                       CASE c.contextlevel WHEN 50 THEN c.instanceid WHEN 70 THEN cm.course END)
+                     ORDER BY ra.id) AS j
+      FROM rcjobs_new ra
+      JOIN {schema}.{prefix}context c ON c.id = ra.contextid AND c.contextlevel IN (10, 40, 50, 70)
+      LEFT JOIN {schema}.{prefix}course_modules cm ON c.contextlevel = 70 AND cm.id = c.instanceid) agg
+   WHERE j IS NOT NULL;
   RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
   RAISE WARNING 'rcjobs: role_assignments INSERT not captured (% %)', SQLSTATE, SQLERRM;
@@ -41,22 +40,15 @@ $fn$;
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_role_assignments_del()
 RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, dedup_key)
-  SELECT 'enrol_role_unassign',
-         jsonb_build_object('courseid', CASE c.contextlevel WHEN 50 THEN c.instanceid WHEN 70 THEN cm.course END,
-           'roleid', ra.roleid, 'userid', ra.userid,
-           'context', jsonb_build_object('id', ra.contextid, 'contextlevel', c.contextlevel, 'instanceid', c.instanceid)),
-         'role:' || c.contextlevel || ':' || c.instanceid || ':' || ra.userid
-    FROM rcjobs_old ra
-    JOIN {schema}.{prefix}context c ON c.id = ra.contextid
-    LEFT JOIN {schema}.{prefix}course_modules cm ON c.contextlevel = 70 AND cm.id = c.instanceid
-   WHERE c.contextlevel IN (10, 40)
-      OR (c.contextlevel = 50 AND (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
-                  WHERE cm1.course = c.instanceid
-                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
-          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = c.instanceid)))
-      OR (c.contextlevel = 70 AND {schema}.{prefix}rcjobs_cm_has_room(c.instanceid))
-   ORDER BY ra.id;
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, jobs)
+  SELECT 'rcjobs:role_assignments:del', j FROM (
+    SELECT jsonb_agg(jsonb_build_array(ra.id, ra.userid, ra.roleid, ra.contextid, c.contextlevel, c.instanceid,
+                                       CASE c.contextlevel WHEN 50 THEN c.instanceid WHEN 70 THEN cm.course END)
+                     ORDER BY ra.id) AS j
+      FROM rcjobs_old ra
+      JOIN {schema}.{prefix}context c ON c.id = ra.contextid AND c.contextlevel IN (10, 40, 50, 70)
+      LEFT JOIN {schema}.{prefix}course_modules cm ON c.contextlevel = 70 AND cm.id = c.instanceid) agg
+   WHERE j IS NOT NULL;
   RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
   RAISE WARNING 'rcjobs: role_assignments DELETE not captured (% %)', SQLSTATE, SQLERRM;
@@ -71,37 +63,19 @@ CREATE TRIGGER {prefix}rcjobs_role_assignments_del AFTER DELETE ON {schema}.{pre
   FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{prefix}rcjobs_role_assignments_del();
 
 -- user_enrolments: enrolment (created, deleted, status or window changed). A window that
--- opens or closes in the future also gets a job scheduled at that moment. Insert and delete
--- are statement-level (the bulk enrolment paths); an update stays a row trigger whose WHEN
--- keeps Moodle's frequent timemodified-only updates free.
+-- opens or closes in the future also gets a job scheduled at that moment (by the relay for
+-- inserts). An update stays a row trigger whose WHEN keeps Moodle's frequent
+-- timemodified-only updates free.
+-- Row: [id, userid, enrolid, course, timestart, timeend].
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_user_enrolments_ins()
 RETURNS trigger LANGUAGE plpgsql AS $fn$
-DECLARE
-  nowts bigint := extract(epoch FROM now())::bigint;
-  far bigint;
 BEGIN
-  WITH ue AS (
-    SELECT r.id, r.enrolid, r.userid, r.timestart, r.timeend, e.courseid AS course
-      FROM rcjobs_new r JOIN {schema}.{prefix}enrol e ON e.id = r.enrolid
-     WHERE (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
-                  WHERE cm1.course = e.courseid
-                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
-          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = e.courseid))),
-  jobs AS (
-    SELECT ue.id, 0 AS seq, NULL::bigint AS at, ue.enrolid, ue.userid, ue.course FROM ue
-    UNION ALL SELECT ue.id, 1, ue.timestart, ue.enrolid, ue.userid, ue.course FROM ue WHERE ue.timestart > nowts
-    UNION ALL SELECT ue.id, 2, ue.timeend, ue.enrolid, ue.userid, ue.course FROM ue WHERE ue.timeend > nowts)
-  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, run_at, dedup_key)
-  SELECT 'enrolment', jsonb_build_object('userid', j.userid, 'courseid', j.course, 'enrolid', j.enrolid),
-         to_timestamp(j.at),
-         'enrolment:' || j.course || ':' || j.userid || coalesce(':at:' || j.at, '')
-    FROM jobs j
-   WHERE j.at IS NULL OR j.at < 253402300800
-   ORDER BY j.id, j.seq;
-  SELECT max(greatest(r.timestart, r.timeend)) INTO far FROM rcjobs_new r;
-  IF far >= 253402300800 THEN
-    RAISE WARNING 'rcjobs: enrolment at Moodle time % is past year 9999; no job scheduled for it', far;
-  END IF;
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, jobs)
+  SELECT 'rcjobs:user_enrolments:ins', j FROM (
+    SELECT jsonb_agg(jsonb_build_array(ue.id, ue.userid, ue.enrolid, e.courseid, ue.timestart, ue.timeend)
+                     ORDER BY ue.id) AS j
+      FROM rcjobs_new ue JOIN {schema}.{prefix}enrol e ON e.id = ue.enrolid) agg
+   WHERE j IS NOT NULL;
   RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
   RAISE WARNING 'rcjobs: user_enrolments INSERT not captured (% %)', SQLSTATE, SQLERRM;
@@ -111,22 +85,12 @@ $fn$;
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_user_enrolments_del()
 RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  WITH ue AS (
-    SELECT r.id, r.enrolid, r.userid, r.timestart, r.timeend, e.courseid AS course
-      FROM rcjobs_old r JOIN {schema}.{prefix}enrol e ON e.id = r.enrolid
-     WHERE (EXISTS (SELECT 1 FROM {schema}.{prefix}course_modules cm1
-                  WHERE cm1.course = e.courseid
-                    AND cm1.module = (SELECT min(m.id) FROM {schema}.{prefix}modules m WHERE m.name = 'rocketchat'))
-          OR EXISTS (SELECT 1 FROM {schema}.{prefix}rcjobs_room d WHERE d.courseid = e.courseid))),
-  jobs AS (
-    SELECT ue.id, 0 AS seq, NULL::bigint AS at, ue.enrolid, ue.userid, ue.course FROM ue)
-  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, payload, run_at, dedup_key)
-  SELECT 'enrolment', jsonb_build_object('userid', j.userid, 'courseid', j.course, 'enrolid', j.enrolid),
-         to_timestamp(j.at),
-         'enrolment:' || j.course || ':' || j.userid || coalesce(':at:' || j.at, '')
-    FROM jobs j
-   WHERE j.at IS NULL OR j.at < 253402300800
-   ORDER BY j.id, j.seq;
+  INSERT INTO {schema}.{prefix}rcjobs_outbox (kind, jobs)
+  SELECT 'rcjobs:user_enrolments:del', j FROM (
+    SELECT jsonb_agg(jsonb_build_array(ue.id, ue.userid, ue.enrolid, e.courseid, ue.timestart, ue.timeend)
+                     ORDER BY ue.id) AS j
+      FROM rcjobs_old ue JOIN {schema}.{prefix}enrol e ON e.id = ue.enrolid) agg
+   WHERE j IS NOT NULL;
   RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
   RAISE WARNING 'rcjobs: user_enrolments DELETE not captured (% %)', SQLSTATE, SQLERRM;

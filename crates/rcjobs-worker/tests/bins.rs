@@ -31,6 +31,24 @@ struct Activity {
     visible: i16,
 }
 
+/// Waits until the workers' relay has moved every captured change out of the trigger set's
+/// outbox, then until the queue drained (a change is in neither for a moment otherwise).
+async fn drain(env: &Env) {
+    let started = std::time::Instant::now();
+    while rcjobs_moodle::outbox::pending(env.pool(), &env.prefix)
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the outbox was not relayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    env.drain().await;
+}
+
 async fn activities(env: &Env, course: i64) -> Vec<Activity> {
     let rows: Vec<(i64, i64, String, String, String, String, i16)> = sqlx::query_as(sql(
         "SELECT cm.id, r.id, r.name, r.rocketchatid, r.moderatorroles, r.userroles, cm.visible
@@ -176,7 +194,7 @@ async fn delete_bin_item(env: &Env, binid: i64) {
 async fn step(env: &Env, what: &str) {
     let started = std::time::Instant::now();
     loop {
-        env.drain().await;
+        drain(&env).await;
         let left: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM rcjobs.job WHERE attempt > 0
                 OR (kind <> 'reconcile_all' AND coalesce(payload->>'periodic', 'false') <> 'true')",
@@ -328,7 +346,7 @@ async fn module_bin_restore_gives_back_the_original_room() {
     // Restore: the new module (blank id, as the backup of a room the worker made has) is
     // written and its restore job runs before Moodle deletes the bin item.
     let restored = add_activity(&env, course, &a, "").await;
-    env.drain().await;
+    drain(&env).await;
     delete_bin_item(&env, binid).await;
     step(&env, "restored from the bin").await;
     assert_eq!(
@@ -367,7 +385,7 @@ async fn module_bin_restore_gives_back_the_original_room() {
     step(&env, "plugin activity binned and deleted").await;
     assert_eq!(rooms(&env).get(&group).map(|r| r.0), Some(true));
     let restored = add_activity(&env, course, &pa, &group).await;
-    env.drain().await;
+    drain(&env).await;
     delete_bin_item(&env, binid).await;
     step(&env, "plugin activity restored").await;
     assert_eq!(env.room_id(restored).await.as_deref(), Some(group.as_str()));
@@ -477,7 +495,7 @@ async fn bin_course(env: &Env, course: i64, parked: i64) -> i64 {
     .fetch_one(p)
     .await
     .unwrap();
-    env.drain().await;
+    drain(&env).await;
     for a in activities(env, course).await {
         assert_eq!(
             rooms(env).get(&env_room(env, a.cmid).await).map(|r| r.0),
@@ -590,7 +608,7 @@ async fn category_bin_restore_and_purge() {
         };
         restored.push(add_activity(&env, parked, a, id).await);
     }
-    env.drain().await;
+    drain(&env).await;
     sqlx::query(sql("DELETE FROM {p}tool_recyclebin_category WHERE id = $1"))
         .bind(binid)
         .execute(env.pool())

@@ -14,6 +14,24 @@ use rcjobs_moodle::triggers::{self, TriggerMode};
 use std::collections::BTreeMap;
 
 /// mod_rocketchat uninstalled the way Moodle leaves a site: no table, no module, no activities.
+/// Waits until the workers' relay has moved every captured change out of the trigger set's
+/// outbox, then until the queue drained (a change is in neither for a moment otherwise).
+async fn drain(env: &Env) {
+    let started = std::time::Instant::now();
+    while rcjobs_moodle::outbox::pending(env.pool(), &env.prefix)
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the outbox was not relayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    env.drain().await;
+}
+
 async fn remove_plugin(env: &Env) {
     for s in [
         "DELETE FROM {p}context WHERE contextlevel = 70",
@@ -54,7 +72,7 @@ async fn course_truth(env: &Env, course: i64) -> BTreeMap<String, bool> {
 
 /// The declared room's chat members and archived flag, after the queue drained.
 async fn room_state(env: &Env, key: i64) -> (String, BTreeMap<String, bool>, bool) {
-    env.drain().await;
+    drain(&env).await;
     let Some(id) = env.room_id(key).await else {
         env.dump().await;
         panic!("room {key} has no chat room");
@@ -213,7 +231,7 @@ async fn a_declared_course_room_lives_like_a_plugin_room() {
     ] {
         sqlx::query(sql(s)).bind(course).execute(env.pool()).await.unwrap();
     }
-    env.drain().await;
+    drain(&env).await;
     assert!(
         env.chat_members(&id).is_none(),
         "the deleted course's room is deleted"
