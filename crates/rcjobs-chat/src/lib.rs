@@ -228,6 +228,13 @@ pub trait ChatBackend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether [`ChatBackend::set_moderators`] writes a batch in one request (then the sync
+    /// sends a room's moderator changes together, and falls back to one change at a time
+    /// only if that write fails). The default, one call per change anyway, says `false`.
+    fn moderators_in_one_write(&self) -> bool {
+        false
+    }
+
     /// Whether `username` can name an account on this backend at all, checked before any
     /// call so a name the server's grammar rejects is reported as such (Matrix localparts
     /// allow only `a-z 0-9 . _ = - / +`). The refusal is a [`ChatError::Permanent`] with

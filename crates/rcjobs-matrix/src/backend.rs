@@ -572,6 +572,10 @@ impl ChatBackend for MatrixBackend {
             .await
     }
 
+    fn moderators_in_one_write(&self) -> bool {
+        true
+    }
+
     /// One read-modify-write of `m.room.power_levels` for the whole batch (its PUT replaces
     /// the whole content), skipped when nothing changes.
     async fn set_moderators(&self, room_id: &str, changes: &[(String, bool)]) -> ChatResult<()> {

@@ -67,6 +67,28 @@ async fn a_room_converges_on_synapse_through_the_wiring() {
         .execute(env.pool())
         .await
         .unwrap();
+    // Two more moderators than Moodle had: the grants go out as one power-level write.
+    let students: Vec<String> = env
+        .truth(cmid)
+        .await
+        .into_iter()
+        .filter(|(u, m)| !m && u != numeric)
+        .map(|(u, _)| u)
+        .take(2)
+        .collect();
+    for u in &students {
+        sqlx::query(sql(
+            "INSERT INTO {p}role_assignments (roleid, contextid, userid)
+             SELECT r.id, ctx.id, u.id FROM {p}role r, {p}context ctx, {p}user u
+              WHERE r.shortname = 'editingteacher' AND ctx.contextlevel = 70 AND ctx.instanceid = $1
+                AND u.username = $2",
+        ))
+        .bind(cmid)
+        .bind(u)
+        .execute(env.pool())
+        .await
+        .unwrap();
+    }
     let mut cfg = WorkerConfig {
         create_accounts: true,
         ..WorkerConfig::default()
@@ -153,5 +175,18 @@ async fn a_room_converges_on_synapse_through_the_wiring() {
                 && l.contains("backend=\"matrix\"")
                 && l.contains("endpoint=\"createRoom\"")),
         "the wiring's observer counts Matrix routes"
+    );
+    assert!(truth.values().filter(|m| **m).count() >= 3, "{truth:?}");
+    let power_level_writes: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("rcjobs_chat_requests_total{")
+                && l.contains("endpoint=\"state.power_levels.put\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        power_level_writes, 1.0,
+        "a room's moderator grants are one power-level write on Matrix"
     );
 }

@@ -574,6 +574,9 @@ impl Engine {
         users: &[String],
         pass: &mut Pass,
     ) -> ChatResult<()> {
+        if self.moderators_in_one_write(change, users, pass).await? {
+            return Ok(());
+        }
         for u in users {
             pass.attempted += 1;
             let room_id = pass.room_id.as_str();
@@ -598,6 +601,43 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// On a backend that writes a room's moderator changes in one request (Matrix power
+    /// levels), sends them together. `Ok(true)`: all applied. `Ok(false)`: not batched, or
+    /// the write failed without stopping the pass; the caller then applies them one at a
+    /// time, which records each user's own outcome.
+    async fn moderators_in_one_write(
+        &self,
+        change: Change,
+        users: &[String],
+        pass: &mut Pass,
+    ) -> ChatResult<bool> {
+        let moderator = match change {
+            Change::Grant => true,
+            Change::Revoke => false,
+            Change::Kick => return Ok(false),
+        };
+        if users.len() < 2 || !self.chat.moderators_in_one_write() {
+            return Ok(false);
+        }
+        let changes: Vec<(String, bool)> = users.iter().map(|u| (u.clone(), moderator)).collect();
+        let room_id = pass.room_id.clone();
+        match self
+            .retrying(|| self.chat.set_moderators(&room_id, &changes))
+            .await
+        {
+            Ok(()) => {
+                for u in users {
+                    pass.attempted += 1;
+                    pass.done(change, u);
+                }
+                self.applied(change.action(), users.len());
+                Ok(true)
+            }
+            Err(e) if classify(&e).stops_pass() => Err(e),
+            Err(_) => Ok(false),
+        }
     }
 
     fn user_change<'a>(
