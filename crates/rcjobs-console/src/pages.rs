@@ -682,15 +682,38 @@ pub(crate) async fn bulk(
     );
     match form.get("confirm") {
         None => {
+            let shown = FILTER_FIELDS
+                .iter()
+                .filter_map(|k| {
+                    form.get(*k)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| format!("{k} = {v}"))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let shown = if shown.is_empty() {
+                format!(
+                    "every {} job",
+                    action
+                        .default_states()
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                )
+            } else {
+                shown
+            };
             let more = if ids.len() as i64 >= BULK_MAX {
                 format!(" (at most {BULK_MAX} per action)")
             } else {
                 String::new()
             };
             let body = format!(
-                "<h1>{a} {n} job(s)?</h1><p id=\"bulk-count\" data-count=\"{n}\">{n} job(s) match this filter{more}.</p><form method=\"post\" action=\"/jobs/bulk\">{csrf}{hidden}<input type=\"hidden\" name=\"action\" value=\"{a}\"><input type=\"hidden\" name=\"confirm\" value=\"{n}\"><button id=\"bulk-confirm\" class=\"danger\">Yes, {a} {n} job(s)</button> <a href=\"{back}\">cancel</a></form>",
+                "<h1>{a} {n} job(s)?</h1><p class=\"muted\" id=\"bulk-filter\">filter: {shown}</p><p id=\"bulk-count\" data-count=\"{n}\">{n} job(s) match this filter{more}.</p><form method=\"post\" action=\"/jobs/bulk\">{csrf}{hidden}<input type=\"hidden\" name=\"action\" value=\"{a}\"><input type=\"hidden\" name=\"confirm\" value=\"{n}\"><button id=\"bulk-confirm\" class=\"danger\">Yes, {a} {n} job(s)</button> <a href=\"{back}\">cancel</a></form>",
                 a = action.as_str(),
                 n = ids.len(),
+                shown = esc(&shown),
                 csrf = csrf_field(&ctx),
                 hidden = filter_hidden(&form),
                 back = esc(&back)
@@ -981,7 +1004,7 @@ pub(crate) async fn queues(
                     format!(": {}", esc(&p.reason))
                 }
             ),
-            None => "<span class=\"badge ok\">running</span>".into(),
+            None => "<span class=\"badge ok\">active</span>".into(),
         };
         let action = if ctx.can_act() {
             let (verb, extra) = if p.is_some() {

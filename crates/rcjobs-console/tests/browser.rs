@@ -539,4 +539,26 @@ async fn actions_need_the_token_and_the_csrf_token() {
     )
     .await;
     assert_eq!(gone, 0);
+
+    // --read-only: even the token cannot act
+    let shown = console(
+        &db,
+        rcjobs_console::Config {
+            token: Some(TOKEN.into()),
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = http
+        .post(format!("{shown}/queues/pause"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("scope", "queue"), ("name", "default")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let pauses: i64 = one(&db, "SELECT count(*) FROM rcjobs.pause").await;
+    assert_eq!(pauses, 0);
 }
