@@ -102,6 +102,12 @@ pub struct InstallTriggersArgs {
     /// Which trigger set.
     #[arg(long, value_enum, default_value_t = ModeArg::Plugin)]
     pub mode: ModeArg,
+    /// The role the workers use on the Moodle database (`MOODLE_DATABASE_URL`), when it is
+    /// not the installing role: granted `SELECT, DELETE` on the capture outbox
+    /// (`{prefix}rcjobs_outbox`), which the workers relay into the queue. The install is
+    /// refused if the role does not exist.
+    #[arg(long)]
+    pub relay_role: Option<String>,
 }
 
 pub(crate) async fn pool(s: &Settings) -> anyhow::Result<PgPool> {
@@ -287,8 +293,13 @@ pub async fn run(s: &Settings, c: MoodleCommand) -> anyhow::Result<()> {
                 ModeArg::Plugin => TriggerMode::Plugin,
                 ModeArg::ChangeCapture => TriggerMode::ChangeCapture,
             };
-            triggers::install(&pool, &prefix, mode).await?;
-            println!("installed the {mode} trigger set (prefix {prefix})");
+            let opts = triggers::InstallOptions {
+                relay_role: a.relay_role,
+            };
+            triggers::install_with(&pool, &prefix, mode, &opts).await?;
+            println!(
+                "installed the {mode} trigger set (prefix {prefix}); captured changes wait in {prefix}rcjobs_outbox until a worker relays them"
+            );
         }
         MoodleCommand::UninstallTriggers => {
             triggers::uninstall(&pool, &prefix).await?;
