@@ -2,7 +2,7 @@
 # Page cost of the operator console (`rcjobs ui`) and the claim with a paused kind, on a
 # 1,000,000-job table (BENCHMARKS.md, "Console page cost").
 #
-#   bash scripts/bench-console.sh            # needs a built target/release/rcjobs (cargo build --release)
+#   bash scripts/bench-console.sh            # BIN=path/to/rcjobs; default target/release/rcjobs, else target/debug/rcjobs
 #
 # Creates (and drops afterwards) the database rcjobs_bench_console on DATABASE_URL's server
 # (default postgres://postgres@127.0.0.1:5432). Fills, with COPY:
@@ -15,13 +15,13 @@
 # no longer see them (EXPLAIN ANALYZE printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/rcjobs}
+BIN=${BIN:-$( [ -x target/release/rcjobs ] && echo target/release/rcjobs || echo target/debug/rcjobs )}
 SERVER=${DATABASE_URL_SERVER:-postgres://postgres@127.0.0.1:5432}
 DB=rcjobs_bench_console
 URL="$SERVER/$DB"
 PORT=${PORT:-9389}
 TOKEN=bench-console-token-0123456789
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "build first: cargo build [--release]" >&2; exit 1; }
 psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 # KEEP_DB=1 leaves the database for a look at the plans
 trap 'kill $UI_PID 2>/dev/null || true; [ -n "${KEEP_DB:-}" ] || psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB (FORCE)" || true' EXIT
@@ -54,7 +54,7 @@ VACUUM ANALYZE rcjobs.job;
 VACUUM ANALYZE rcjobs.job_history;
 SQL
 t1=$(date +%s.%N)
-printf 'filled 1,000,000 pending + 300,000 finished jobs in %.1f s\n' "$(echo "$t1 - $t0" | bc)"
+awk -v a="$t0" -v b="$t1" 'BEGIN { printf "filled 1,000,000 pending + 300,000 finished jobs in %.1f s\n", b - a }'
 
 DATABASE_URL="$URL" RCJOBS_UI_TOKEN=$TOKEN RUST_LOG=warn "$BIN" ui --addr "127.0.0.1:$PORT" --refresh 0 &
 UI_PID=$!
