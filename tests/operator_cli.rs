@@ -146,3 +146,71 @@ async fn pause_filter_bulk_and_single_job_verbs() {
         again.stderr
     );
 }
+
+#[tokio::test]
+async fn rooms_show_tells_the_last_sync_and_its_outcomes() {
+    let db = TestDb::new().await;
+    let moodle = TestDb::new().await;
+    let with_moodle = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rcjobs"))
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("MOODLE_DATABASE_URL", &moodle.url)
+            .env("RUST_LOG", "warn")
+            .env_remove("ROCKETCHAT_URL")
+            .env_remove("RCJOBS_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "rcjobs {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    with_moodle(&["migrate"]);
+    with_moodle(&["moodle", "schema"]);
+    with_moodle(&["moodle", "fixture", "--users", "20", "--courses", "1"]);
+    let cmid: i64 = sqlx::query_scalar("SELECT min(id) FROM mdl_course_modules")
+        .fetch_one(&moodle.pool)
+        .await
+        .unwrap();
+    let never = with_moodle(&["rooms", "show", "--cmid", &cmid.to_string()]);
+    assert!(never.contains("last sync      never"), "{never}");
+    sqlx::query(
+        "INSERT INTO rcjobs_sync.room (cmid, courseid, room_id, room_name, state, last_sync_at, last_result, member_count)
+         VALUES ($1, 2, 'ROOM1', 'x', 'active', now(), 'partial', 19)",
+    )
+    .bind(cmid)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO rcjobs_sync.outcome (cmid, subject, userid, code, detail)
+         VALUES ($1, 'student7', 7, 'user_missing', 'no chat account')",
+    )
+    .bind(cmid)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let shown = with_moodle(&["rooms", "show", "--cmid", &cmid.to_string()]);
+    assert!(shown.contains("chat room      ROOM1"), "{shown}");
+    assert!(shown.contains("(active, partial)"), "{shown}");
+    assert!(shown.contains("19 on the chat server"), "{shown}");
+    assert!(
+        shown.contains("user_missing") && shown.contains("student7"),
+        "{shown}"
+    );
+    let no_chat = Command::new(env!("CARGO_BIN_EXE_rcjobs"))
+        .args(["rooms", "show", "--cmid", &cmid.to_string(), "--live"])
+        .env("DATABASE_URL", &db.url)
+        .env("MOODLE_DATABASE_URL", &moodle.url)
+        .env_remove("ROCKETCHAT_URL")
+        .env_remove("RCJOBS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!no_chat.status.success());
+    assert!(String::from_utf8_lossy(&no_chat.stderr).contains("--live needs ROCKETCHAT_URL"));
+}
