@@ -1,13 +1,18 @@
-//! Scenario tests (issue 4 §6): Moodle changes on a real Moodle schema, the jobs that
-//! follow, real queue workers, the simulator behind the real Rocket.Chat client; after each
-//! step the chat rooms equal Moodle truth computed independently in SQL.
+//! Scenario tests (issue 4 §6, issue 15 §5): Moodle changes on a real Moodle schema, the
+//! jobs that follow, real queue workers; after each step the chat rooms equal Moodle truth
+//! computed independently in SQL. The lifecycle runs on both backends with the same
+//! assertions: the simulator behind the real Rocket.Chat client, and a real Synapse behind
+//! the Matrix backend (smaller rooms: Synapse force-joins about 8 users a second per room).
+//! The plugin's own flows (groups it made, ids it stores in Moodle) are Rocket.Chat's only.
 
 #![allow(clippy::unwrap_used)]
 
+mod backends;
 mod common;
 
+use backends::{Backend, Chat};
 use common::{creating_accounts, faulty_chat, small_site, sql, Env};
-use rcjobs_moodle::fixture::{mass_enrol, UserSet};
+use rcjobs_moodle::fixture::{mass_enrol, FixtureSpec, UserSet};
 use rcjobs_sim::SimConfig;
 use serde_json::json;
 use std::time::Duration;
@@ -125,16 +130,59 @@ async fn step(env: &Env, what: &str) {
     assert!(n > 0, "after {what}: no room checked");
 }
 
+/// [`step`] with the rooms read back from `chat`'s server.
+async fn step_on(env: &Env, chat: &Chat<'_>, what: &str) {
+    env.drain().await;
+    let dead = env.dead_jobs().await;
+    if !dead.is_empty() {
+        env.dump().await;
+    }
+    assert!(dead.is_empty(), "after {what}: dead jobs {dead:?}");
+    let n = chat.assert_converged(env).await;
+    assert!(n > 0, "after {what}: no room checked");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_scenarios_converge() {
-    let env = Env::new(small_site(7), faulty_chat(), creating_accounts()).await;
-    let worker = env.start_worker(4).await;
+    lifecycle(Backend::RocketChat).await;
+}
+
+/// The same lifecycle on a real Synapse (`scripts/ensure-synapse.sh`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_scenarios_converge_on_matrix() {
+    lifecycle(Backend::Matrix).await;
+}
+
+async fn lifecycle(backend: Backend) {
+    let rocketchat = backend == Backend::RocketChat;
+    // Matrix: every user in both courses, so the first room has enough students for each
+    // step's own; about 20 members a room.
+    let (site, mass) = if rocketchat {
+        (small_site(7), 80)
+    } else {
+        let mut s = FixtureSpec::new(28, 2, 7);
+        s.enrolments_per_user = 2;
+        s.empty_courses = 1;
+        (s, 12)
+    };
+    let env = Env::new(site, faulty_chat(), creating_accounts()).await;
+    let chat = Chat::new(&env, backend).await;
+    let worker = chat.start_worker(&env, 4).await;
     let p = env.pool().clone();
+    // What Moodle holds as a module's room id: the group id on Rocket.Chat; nothing on
+    // Matrix (the plugin stores Rocket.Chat ids only; the worker's record is the truth).
+    let moodle_id = |room: &str| {
+        if rocketchat {
+            room.to_owned()
+        } else {
+            String::new()
+        }
+    };
     let now = chrono::Utc::now().timestamp();
 
     // 0. First full sync: the worker creates every room and fills it.
     env.sync_all().await;
-    step(&env, "initial sync").await;
+    step_on(&env, &chat, "initial sync").await;
     let visible: Vec<i64> = env
         .live_cmids()
         .await
@@ -144,8 +192,8 @@ async fn lifecycle_scenarios_converge() {
         .collect();
     assert!(visible.len() >= 2);
 
-    // 1. Mass enrolment of 150 users (> 100: several member pages) into the empty course,
-    //    one `enrolment` job per user, plus duplicates.
+    // 1. Mass enrolment into the empty course (Rocket.Chat: 80 users, then all of them: >
+    //    100, several member pages), one `enrolment` job per user, plus duplicates.
     let course = env.fixture.empty_course_ids[0];
     let first = env.fixture.first_user_id;
     let n = mass_enrol(
@@ -154,21 +202,27 @@ async fn lifecycle_scenarios_converge() {
         course,
         &UserSet::Range {
             first,
-            last: first + 79,
+            last: first + mass - 1,
         },
         "student",
     )
     .await
     .unwrap();
-    assert!(n > 60);
-    let invites_before = env.sim.snapshot().count("POST groups.invite");
-    for u in (first..first + 80).chain(first..first + 20) {
+    assert!(n > mass as u64 * 3 / 4);
+    let adds_before = chat.add_calls();
+    for u in (first..first + mass).chain(first..first + mass / 4) {
         env.enqueue_raw("enrolment", json!({"courseid": course, "userid": u}))
             .await;
     }
-    step(&env, "mass enrolment").await;
-    let invites = env.sim.snapshot().count("POST groups.invite") - invites_before;
-    assert!(invites <= 12, "mass enrolment used {invites} invite calls");
+    step_on(&env, &chat, "mass enrolment").await;
+    let adds = chat.add_calls() - adds_before;
+    // Rocket.Chat takes invites in batches; Matrix has one force-join per user, two for an
+    // account the worker had to create first (the join refused, then made again).
+    let most = if rocketchat { 12 } else { 2 * n + 2 };
+    assert!(
+        adds <= most,
+        "mass enrolment used {adds} add calls for {n} users"
+    );
     // Add more (bots bypass the limiter; other users come in through a second batch).
     let extra: Vec<i64> = (first..=env.fixture.last_user_id).collect();
     mass_enrol(
@@ -182,7 +236,7 @@ async fn lifecycle_scenarios_converge() {
     .unwrap();
     env.enqueue_raw("enrolment", json!({"courseid": course}))
         .await;
-    step(&env, "course-wide enrolment").await;
+    step_on(&env, &chat, "course-wide enrolment").await;
 
     let a = visible[0];
     let ca = course_of(&env, a).await;
@@ -214,7 +268,7 @@ async fn lifecycle_scenarios_converge() {
         stored.iter().all(|s| !s.contains("password")),
         "a password hash reached the queue"
     );
-    step(&env, "unenrol").await;
+    step_on(&env, &chat, "unenrol").await;
 
     // 3. Suspend an enrolment.
     let (u, _) = some_member(&env, a, false, 1).await;
@@ -222,7 +276,7 @@ async fn lifecycle_scenarios_converge() {
         .bind(u).bind(ca).execute(&p).await.unwrap();
     env.enqueue_raw("enrolment", json!({"courseid": ca, "userid": u}))
         .await;
-    step(&env, "enrolment suspended").await;
+    step_on(&env, &chat, "enrolment suspended").await;
 
     // 4. Suspend a user.
     let (u, _) = some_member(&env, a, false, 2).await;
@@ -233,7 +287,7 @@ async fn lifecycle_scenarios_converge() {
         .unwrap();
     env.enqueue_raw("unenrol_user_everywhere", json!({"userid": u}))
         .await;
-    step(&env, "user suspended").await;
+    step_on(&env, &chat, "user suspended").await;
     // ... and reactivate.
     sqlx::query(sql("UPDATE {p}user SET suspended = 0 WHERE id = $1"))
         .bind(u)
@@ -242,7 +296,7 @@ async fn lifecycle_scenarios_converge() {
         .unwrap();
     env.enqueue_raw("synchronize_user_everywhere", json!({"userid": u}))
         .await;
-    step(&env, "user reactivated").await;
+    step_on(&env, &chat, "user reactivated").await;
 
     // 5. Delete a user the way delete_user() does (enrolments and roles gone, username rewritten).
     let (u, _) = some_member(&env, a, false, 3).await;
@@ -260,7 +314,7 @@ async fn lifecycle_scenarios_converge() {
         .bind(u).bind(now).execute(&p).await.unwrap();
     env.enqueue_raw("unenrol_user_everywhere", json!({"userid": u}))
         .await;
-    step(&env, "user deleted").await;
+    step_on(&env, &chat, "user deleted").await;
 
     // 6. Role change at course level: student → editingteacher (assign, then unassign).
     let (u, _) = some_member(&env, a, false, 4).await;
@@ -274,7 +328,7 @@ async fn lifecycle_scenarios_converge() {
         env.enqueue_raw(kind, json!({"userid": u, "roleid": teacher, "courseid": ca,
                                      "context": {"contextlevel": 50, "id": cctx, "instanceid": ca}})).await;
     }
-    step(&env, "course-level role change").await;
+    step_on(&env, &chat, "course-level role change").await;
 
     // 7. Role at module level only: a moderator in room `a` only.
     let (u, name) = some_member(&env, a, false, 5).await;
@@ -284,7 +338,7 @@ async fn lifecycle_scenarios_converge() {
         .bind(teacher).bind(mctx).bind(u).execute(&p).await.unwrap();
     env.enqueue_raw("enrol_role_assign", json!({"userid": u, "roleid": teacher,
                                                 "context": {"contextlevel": 70, "id": mctx, "instanceid": a}})).await;
-    step(&env, "module-level role").await;
+    step_on(&env, &chat, "module-level role").await;
     assert_eq!(
         env.truth(a).await.get(&name),
         Some(&true),
@@ -296,7 +350,7 @@ async fn lifecycle_scenarios_converge() {
     sqlx::query(sql("UPDATE {p}user_enrolments SET timeend = $3 WHERE userid = $1 AND enrolid IN (SELECT id FROM {p}enrol WHERE courseid = $2)"))
         .bind(u).bind(ca).bind(now - 5).execute(&p).await.unwrap();
     env.sync_all().await;
-    step(&env, "enrolment window closed").await;
+    step_on(&env, &chat, "enrolment window closed").await;
 
     // 9. Cohort sync: a cohort enrol instance enrols users (roles owned by enrol_cohort);
     //    the plugin queues enrol_role_assign with whole user rows.
@@ -318,7 +372,7 @@ async fn lifecycle_scenarios_converge() {
         env.enqueue_raw("enrol_role_assign", json!({"courseid": ca, "roleid": student, "moodleuser": row,
                                                     "context": {"contextlevel": 50, "id": cctx, "instanceid": ca}})).await;
     }
-    step(&env, "cohort sync").await;
+    step_on(&env, &chat, "cohort sync").await;
 
     // 10. Recycle bin: trash → archived; restore (new cmid, old group id) → unarchived + synced.
     let room_a = env.room_id(a).await.unwrap();
@@ -335,13 +389,13 @@ async fn lifecycle_scenarios_converge() {
         json!({"action": "trash", "cmid": a, "binid": 1}),
     )
     .await;
-    step(&env, "trash").await;
+    step_on(&env, &chat, "trash").await;
     assert_eq!(
-        env.chat_members(&room_a).map(|(_, arch)| arch),
+        chat.room(&room_a).await.map(|r| r.archived),
         Some(true),
         "trashed room not archived"
     );
-    let a2 = insert_cm(&env, a, &room_a).await;
+    let a2 = insert_cm(&env, a, &moodle_id(&room_a)).await;
     sqlx::query(sql("DELETE FROM {p}course_modules WHERE id = $1"))
         .bind(a)
         .execute(&p)
@@ -354,18 +408,18 @@ async fn lifecycle_scenarios_converge() {
     env.enqueue_raw("enrolment", json!({"courseid": ca, "userid": binned_user}))
         .await;
     env.drain().await;
-    env.enqueue_raw(
-        "recyclebin",
-        json!({"action": "restore", "cmid": a2, "rocketchatid": room_a, "binid": 1}),
-    )
-    .await;
+    let (mut restore, mut purge) = (
+        json!({"action": "restore", "cmid": a2, "binid": 1}),
+        json!({"action": "purge", "binid": 1}),
+    );
+    if rocketchat {
+        restore["rocketchatid"] = json!(room_a);
+        purge["rocketchatid"] = json!(room_a);
+    }
+    env.enqueue_raw("recyclebin", restore).await;
     // A bin restore is followed by a "deleted" event for the same item: must not delete.
-    env.enqueue_raw(
-        "recyclebin",
-        json!({"action": "purge", "rocketchatid": room_a, "binid": 1}),
-    )
-    .await;
-    step(&env, "bin restore").await;
+    env.enqueue_raw("recyclebin", purge).await;
+    step_on(&env, &chat, "bin restore").await;
     assert_eq!(
         env.room_id(a2).await.as_deref(),
         Some(room_a.as_str()),
@@ -376,9 +430,11 @@ async fn lifecycle_scenarios_converge() {
         "restored activity has no members to check"
     );
     assert!(
-        !env.chat_members(&room_a)
+        !chat
+            .room(&room_a)
+            .await
             .unwrap()
-            .0
+            .members
             .contains_key(&binned_name),
         "change made while binned not applied"
     );
@@ -406,9 +462,9 @@ async fn lifecycle_scenarios_converge() {
         .unwrap();
     env.enqueue_raw("recyclebin", json!({"action": "purge", "binid": 2}))
         .await;
-    step(&env, "purge").await;
+    step_on(&env, &chat, "purge").await;
     assert!(
-        env.chat_members(&room_b).is_none(),
+        chat.room(&room_b).await.is_none(),
         "purged room still exists"
     );
 
@@ -428,7 +484,7 @@ async fn lifecycle_scenarios_converge() {
     .await;
     env.drain().await;
     assert_eq!(
-        env.chat_members(&room_c).map(|(_, arch)| arch),
+        chat.room(&room_c).await.map(|r| r.archived),
         Some(true),
         "room of a binned, still live-looking module not archived"
     );
@@ -441,16 +497,31 @@ async fn lifecycle_scenarios_converge() {
         .await;
     env.drain().await;
     assert!(
-        env.chat_members(&room_c).is_none(),
+        chat.room(&room_c).await.is_none(),
         "emptying the bin left the room of a module binned while live"
     );
+
+    if !rocketchat {
+        // 13 (Matrix). Duplicate: Moodle holds no room id for the copy, so it gets a room of
+        // its own; the original keeps its room.
+        let e = insert_cm(&env, a2, "").await;
+        env.enqueue_raw("restore", json!({"cmid": e})).await;
+        env.enqueue_raw("restore", json!({"cmid": e})).await;
+        step_on(&env, &chat, "duplicate").await;
+        let copy_room = env.room_id(e).await.expect("the copy has a room");
+        assert_ne!(copy_room, room_a, "the copy shares the original's room");
+        assert_eq!(env.room_id(a2).await.as_deref(), Some(room_a.as_str()));
+        assert!(!env.truth(e).await.is_empty());
+        worker.stop().await;
+        return;
+    }
 
     // 12. A room the worker did not create (made by the plugin) is never deleted.
     let plugin_room = plugin_group(&env, "made_by_plugin").await;
     let d = insert_cm(&env, a2, &plugin_room).await;
     env.enqueue_raw("synchronize_group", json!({"rocketchatid": plugin_room}))
         .await;
-    step(&env, "adopt plugin room").await;
+    step_on(&env, &chat, "adopt plugin room").await;
     assert_eq!(env.room_id(d).await.as_deref(), Some(plugin_room.as_str()));
     sqlx::query(sql(
         "UPDATE {p}course_modules SET deletioninprogress = 1 WHERE id = $1",
@@ -469,9 +540,9 @@ async fn lifecycle_scenarios_converge() {
         .unwrap();
     env.enqueue_raw("recyclebin", json!({"action": "purge", "cmid": d}))
         .await;
-    step(&env, "purge of a plugin room").await;
+    step_on(&env, &chat, "purge of a plugin room").await;
     assert!(
-        env.chat_members(&plugin_room).is_some(),
+        chat.room(&plugin_room).await.is_some(),
         "a room the worker did not create was deleted"
     );
     let kept: Option<String> =
@@ -507,7 +578,7 @@ async fn lifecycle_scenarios_converge() {
     set_rocketchatid(&env, e, &copy_group).await;
     env.enqueue_raw("synchronize_group", json!({"cmid": e}))
         .await;
-    step(&env, "duplicate").await;
+    step_on(&env, &chat, "duplicate").await;
     assert_eq!(env.room_id(e).await.as_deref(), Some(copy_group.as_str()));
     assert_eq!(env.room_id(a2).await.as_deref(), Some(room_a.as_str()));
     assert!(!env.truth(e).await.is_empty());
@@ -525,15 +596,15 @@ async fn lifecycle_scenarios_converge() {
 
     // 14. Recreate (or an admin fix): a live module's id changes to a fresh group. That group
     //     is converged; the previous room is left as it is, and the change is recorded.
-    let before = env.chat_members(&room_a).unwrap();
+    let before = chat.room(&room_a).await.unwrap();
     let fresh = plugin_group(&env, "recreated_by_plugin").await;
     set_rocketchatid(&env, a2, &fresh).await;
     env.enqueue_raw("synchronize_group", json!({"cmid": a2}))
         .await;
-    step(&env, "recreate").await;
+    step_on(&env, &chat, "recreate").await;
     assert_eq!(env.room_id(a2).await.as_deref(), Some(fresh.as_str()));
     assert_eq!(
-        env.chat_members(&room_a).unwrap(),
+        chat.room(&room_a).await.unwrap(),
         before,
         "the previous room was touched"
     );

@@ -32,7 +32,25 @@ const ROOM_LIFECYCLE_PRIORITY: i16 = -20;
 /// then deletes the bin item, in one request; the worker may make the room before or after).
 const INTERIM_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
 
+/// How soon a purge waiting for the restore of the same bin item looks again.
+const RESTORE_RECHECK: chrono::Duration = chrono::Duration::seconds(2);
+
 impl Engine {
+    /// Whether a restore of bin item `binid` other than `job` is queued or running.
+    async fn restore_pending(&self, binid: i64, job: &JobInfo) -> Result<bool, HandlerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rcjobs.job
+                             WHERE kind = 'recyclebin' AND id <> $2
+                               AND state IN ('ready', 'running', 'blocked')
+                               AND payload->>'action' = 'restore'
+                               AND payload->>'binid' = ($1::bigint)::text)",
+        )
+        .bind(binid)
+        .bind(job.id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub(crate) async fn recyclebin(
         &self,
         p: &Recyclebin,
@@ -244,6 +262,17 @@ impl Engine {
                     return Ok(format!(
                         "room {room_id} used by live course module(s) {live:?} (restored): kept"
                     ));
+                }
+                // Moodle deletes a bin item right after restoring it, so this purge may run
+                // beside the restore that hands the room to the new module. Where Moodle holds
+                // no room id (Matrix) only that restore links the two: wait for it.
+                if let Some(b) = p.binid {
+                    if self.restore_pending(b, job).await? {
+                        return Err(HandlerError::Snooze {
+                            until: chrono::Utc::now() + RESTORE_RECHECK,
+                            reason: format!("bin item {b}: its restore is still queued"),
+                        });
+                    }
                 }
                 let created = match &rec {
                     Some(r) => r.created_by_worker,
