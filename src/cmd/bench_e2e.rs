@@ -51,9 +51,15 @@ pub struct E2eBenchArgs {
     /// Simulated Rocket.Chat latency per API call, in milliseconds.
     #[arg(long, default_value_t = 20)]
     pub latency_ms: u64,
-    /// Users of the mass enrolment into one course (one room).
-    #[arg(long, default_value_t = 10_000)]
-    pub users: usize,
+    /// Users of the mass enrolment into one course (one room): 10,000 by default on the
+    /// simulator, 1,000 on Matrix.
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// `matrix`: the mass enrolment against a real Synapse (`bench_matrix`), from the
+    /// `MATRIX_*` settings or `target/synapse/env`. Default: `CHAT_BACKEND`, else the
+    /// simulator.
+    #[arg(long, value_enum)]
+    pub chat_backend: Option<super::config::ChatBackendKind>,
     /// Courses of the second workload.
     #[arg(long, default_value_t = 200)]
     pub courses: usize,
@@ -107,6 +113,13 @@ pub struct E2eBenchArgs {
     /// Measure only the new activity's room (no mass, many or plugin pattern).
     #[arg(long)]
     pub new_activity_only: bool,
+}
+
+impl E2eBenchArgs {
+    /// `--users` on the simulator.
+    fn mass_users(&self) -> usize {
+        self.users.unwrap_or(10_000)
+    }
 }
 
 fn say(a: &E2eBenchArgs, msg: &str) {
@@ -300,6 +313,10 @@ pub async fn run(s: &Settings, a: E2eBenchArgs) -> anyhow::Result<()> {
         a.workers > 0 && a.concurrency > 0,
         "--workers and --concurrency must be at least 1"
     );
+    let backend = a.chat_backend.map_or_else(|| s.chat_backend(), Ok)?;
+    if backend == super::config::ChatBackendKind::Matrix {
+        return super::bench_matrix::run(s, &a).await;
+    }
     anyhow::ensure!(
         s.rocketchat_url.is_none(),
         "bench e2e runs against the in-process simulator: unset ROCKETCHAT_URL"
@@ -368,7 +385,7 @@ async fn throughput(s: &Settings, a: &E2eBenchArgs) -> anyhow::Result<()> {
         "targets": {"converge_s_below": 5.0, "ratio_at_least": 100.0},
         "meets_targets": w.converge_s < 5.0 && w.ratio.is_some_and(|r| r >= 100.0),
         "fail_rate": a.fail_rate,
-        "users": a.users,
+        "users": a.mass_users(),
         "latency_ms": a.latency_ms,
         "workers": a.workers,
         "concurrency": a.concurrency,
@@ -434,7 +451,7 @@ async fn new_activity(
 /// tail of one workload's jobs cannot slow the next one.
 async fn workload_run(s: &Settings, a: &E2eBenchArgs, kind: Kind) -> anyhow::Result<Workload> {
     let needed_users = match kind {
-        Kind::Mass => a.users,
+        Kind::Mass => a.mass_users(),
         Kind::Many => a.users_per_course,
     };
     // A few % of generated users are deleted or suspended; leave room for them.
@@ -520,8 +537,12 @@ async fn workload(run: &mut Run, a: &E2eBenchArgs, kind: Kind) -> anyhow::Result
                 .into_iter()
                 .find(|(_, r)| r.len() == 1)
                 .context("no empty course with exactly one visible chat room")?;
-            let ids = run.site.active_user_ids(a.users).await?;
-            anyhow::ensure!(ids.len() == a.users, "only {} active users", ids.len());
+            let ids = run.site.active_user_ids(a.mass_users()).await?;
+            anyhow::ensure!(
+                ids.len() == a.mass_users(),
+                "only {} active users",
+                ids.len()
+            );
             let t_stmt = Instant::now();
             let n = rcjobs_moodle::fixture::mass_enrol(
                 &run.pool,
@@ -931,7 +952,8 @@ impl FaultsBenchArgs {
         E2eBenchArgs {
             json: self.json,
             latency_ms: self.latency_ms,
-            users: self.users,
+            users: Some(self.users),
+            chat_backend: None,
             courses: 0,
             users_per_course: 0,
             workers: self.workers,

@@ -2,12 +2,14 @@
 //! Postgres server (`rcjobs_demo`, recreated each run if the demo created it; any other
 //! database of that name is refused unless `--replace-database`), the queue and Moodle
 //! schemas, a
-//! synthetic site, the Rocket.Chat simulator (or `ROCKETCHAT_URL`), several workers, the
+//! synthetic site, the Rocket.Chat simulator (or `ROCKETCHAT_URL`), or with
+//! `--chat-backend matrix` a real Synapse (the `MATRIX_*` settings, else the one
+//! `scripts/ensure-synapse.sh` starts), several workers, the
 //! Moodle trigger set; an initial convergence of every room, then a mass enrolment through
 //! SQL as a cohort or flat-file sync writes it; progress bars and a summary. Exits non-zero
 //! if Moodle and the chat server still differ at the deadline.
 
-use super::config::Settings;
+use super::config::{ChatBackendKind, Settings};
 use crate::harness::chat::{total_calls, EndpointCalls, SimOptions};
 use crate::harness::compare::{Mismatches, RoomTruth};
 use crate::harness::run::{Run, RunSpec, SetupOptions};
@@ -25,19 +27,25 @@ use std::time::{Duration, Instant};
 /// `rcjobs demo` arguments (the defaults need no configuration).
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Moodle users in the synthetic site.
-    #[arg(long, default_value_t = 20_000)]
-    pub users: u32,
-    /// Populated courses (each with one or two chat activities).
-    #[arg(long, default_value_t = 200)]
-    pub courses: u32,
-    /// Courses each user is enrolled in before the mass enrolment.
-    #[arg(long, default_value_t = 5)]
-    pub enrolments_per_user: u32,
+    /// The chat server: `rocketchat` (the simulator, or `ROCKETCHAT_URL`) or `matrix` (a
+    /// real Synapse: the `MATRIX_*` settings, else `target/synapse/env` as
+    /// `bash scripts/ensure-synapse.sh` writes it). Default: `CHAT_BACKEND`, else rocketchat.
+    #[arg(long, value_enum)]
+    pub chat_backend: Option<ChatBackendKind>,
+    /// Moodle users in the synthetic site (default 20,000; 60 on Matrix).
+    #[arg(long)]
+    pub users: Option<u32>,
+    /// Populated courses, each with one or two chat activities (default 200; 4 on Matrix).
+    #[arg(long)]
+    pub courses: Option<u32>,
+    /// Courses each user is enrolled in before the mass enrolment (default 5; 2 on Matrix).
+    #[arg(long)]
+    pub enrolments_per_user: Option<u32>,
     /// Users the mass enrolment adds to one new course (one SQL statement). 2,000 by default
     /// keeps the demo around a minute; 10,000 works too (see BENCHMARKS.md, "End to end").
-    #[arg(long, default_value_t = 2_000)]
-    pub enrol: usize,
+    /// On Matrix 40: Synapse force-joins about 8 users a second into one room.
+    #[arg(long)]
+    pub enrol: Option<usize>,
     /// Worker replicas started in this process.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
@@ -191,13 +199,13 @@ async fn phase(
         (Some(t), Some(d)) => say(
             json,
             &format!(
-                "{name}: Rocket.Chat equals Moodle after {t:.2} s; queue drained after {d:.2} s"
+                "{name}: the chat server equals Moodle after {t:.2} s; queue drained after {d:.2} s"
             ),
         ),
         (Some(t), None) => say(
             json,
             &format!(
-                "{name}: Rocket.Chat equals Moodle after {t:.2} s; {} jobs still queued",
+                "{name}: the chat server equals Moodle after {t:.2} s; {} jobs still queued",
                 p.jobs_pending
             ),
         ),
@@ -209,12 +217,51 @@ async fn phase(
     Ok(p)
 }
 
+/// The site's sizes: the flags, else the backend's defaults (a real Synapse fills a room at
+/// about 8 users a second, so its demo is small).
+struct Sizes {
+    users: u32,
+    courses: u32,
+    enrolments_per_user: u32,
+    enrol: usize,
+}
+
+impl Sizes {
+    fn of(a: &DemoArgs, backend: ChatBackendKind) -> Sizes {
+        let (users, courses, per_user, enrol) = match backend {
+            ChatBackendKind::Rocketchat => (20_000, 200, 5, 2_000),
+            ChatBackendKind::Matrix => (60, 4, 2, 40),
+        };
+        Sizes {
+            users: a.users.unwrap_or(users),
+            courses: a.courses.unwrap_or(courses),
+            enrolments_per_user: a.enrolments_per_user.unwrap_or(per_user),
+            enrol: a.enrol.unwrap_or(enrol),
+        }
+    }
+}
+
 /// Runs `rcjobs demo`.
 pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.workers > 0 && a.concurrency > 0,
         "--workers and --concurrency must be at least 1"
     );
+    let backend = a.chat_backend.map_or_else(|| s.chat_backend(), Ok)?;
+    let size = Sizes::of(&a, backend);
+    // Matrix has no simulator: find the homeserver (or say how to get one) and check that it
+    // answers before minutes of setup.
+    let homeserver = match backend {
+        ChatBackendKind::Rocketchat => None,
+        ChatBackendKind::Matrix => {
+            let hs = crate::harness::matrix::Homeserver::find(s)?;
+            hs.backend(std::sync::Arc::new(
+                crate::harness::chat::CallCounter::default(),
+            ))
+            .await?;
+            Some(hs)
+        }
+    };
     let t_setup = Instant::now();
     let deadline = Duration::from_secs(a.deadline_secs);
     let drain = Duration::from_secs(a.drain_secs);
@@ -229,10 +276,10 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
     let spec = RunSpec {
         database: a.database.clone(),
         fixture: FixtureSpec {
-            users: a.users,
-            courses: a.courses,
+            users: size.users,
+            courses: size.courses,
             seed: a.seed,
-            enrolments_per_user: a.enrolments_per_user,
+            enrolments_per_user: size.enrolments_per_user,
             // Targets for the mass enrolment (one whose activities are all visible is used).
             empty_courses: 4,
             now: rcjobs_moodle::unix_now(),
@@ -249,6 +296,7 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
         replace_flag: Some("--replace-database"),
         max_connections: a.max_connections,
         workers: Some((a.workers, a.concurrency)),
+        chat: homeserver.as_ref().map(|h| h.connection()),
     };
     let mut run = Run::setup_with(s, &spec, &setup).await?;
     let f = &run.site.fixture;
@@ -256,7 +304,7 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
         a.json,
         &format!(
             "site: {} users, {} courses, {} chat activities, {} enrolments, {} role assignments (generated in {:.1} s); chat: {}",
-            a.users,
+            size.users,
             f.course_ids.len() + f.empty_course_ids.len(),
             f.rooms,
             f.user_enrolments,
@@ -265,10 +313,16 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
             run.chat.describe()
         ),
     );
+    let mut config = WorkerConfig::default();
+    if homeserver.is_some() {
+        // Synapse keeps rooms across demos: names of this run's own, so no earlier demo's
+        // room (found by its alias) is adopted with its members.
+        config.naming.site_id = crate::harness::matrix::run_tag();
+    }
     let opts = WorkerOptions {
         count: a.workers,
         concurrency: a.concurrency,
-        config: WorkerConfig::default(),
+        config,
     };
     run.start_workers(&opts).await?;
     run.install_triggers().await?;
@@ -309,7 +363,7 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
         .into_iter()
         .next()
         .context("the site has no empty course with visible chat activities")?;
-    let ids = run.site.active_user_ids(a.enrol).await?;
+    let ids = run.site.active_user_ids(size.enrol).await?;
     // Only the target course's rooms change: read the others before the clock starts, the
     // target's after the commit (inside the timed phase).
     let mut truths: Vec<RoomTruth> = run
@@ -361,8 +415,8 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
         database: a.database.clone(),
         pg_version: crate::harness::postgres::server_version(&run.pool).await,
         chat_server: run.chat.describe(),
-        users: a.users,
-        courses: a.courses,
+        users: size.users,
+        courses: size.courses,
         rooms: truths.len(),
         workers: a.workers,
         concurrency: a.concurrency,
@@ -385,7 +439,7 @@ pub async fn run(s: &Settings, a: DemoArgs) -> anyhow::Result<()> {
     let m = &summary.final_mismatches;
     anyhow::ensure!(
         m.total() == 0 && summary.mass_enrolment.converge_s.is_some(),
-        "Moodle and Rocket.Chat still differ: {} missing rooms, {} missing members, {} extra members, {} wrong moderator flags (e.g. {:?})",
+        "Moodle and the chat server still differ: {} missing rooms, {} missing members, {} extra members, {} wrong moderator flags (e.g. {:?})",
         m.rooms_missing,
         m.missing_members,
         m.extra_members,
@@ -415,7 +469,7 @@ fn print_phase(name: &str, p: &Phase) {
         p.jobs_completed, p.jobs_per_s, p.jobs_retried, p.jobs_snoozed, p.jobs_dead
     );
     println!(
-        "  Rocket.Chat calls       {} ({} answered 429)",
+        "  chat API calls          {} ({} answered 429)",
         p.rocketchat_calls, p.rate_limited_429
     );
     for (endpoint, c) in &p.rocketchat_calls_by_endpoint {
@@ -451,7 +505,7 @@ fn print_summary(s: &Summary) {
     print_phase("", &s.mass_enrolment);
     let m = &s.final_mismatches;
     println!(
-        "mismatches Moodle vs Rocket.Chat: {} ({} rooms compared, {} missing rooms, {} missing members, {} extra members, {} wrong moderator flags; {} hidden activities with archived rooms not compared)",
+        "mismatches Moodle vs the chat server: {} ({} rooms compared, {} missing rooms, {} missing members, {} extra members, {} wrong moderator flags; {} hidden activities with archived rooms not compared)",
         m.total(),
         m.rooms_compared,
         m.rooms_missing,

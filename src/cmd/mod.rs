@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_capture;
 pub mod bench_e2e;
+pub mod bench_matrix;
 pub mod config;
 pub mod console;
 pub mod cpu_times;

@@ -7,9 +7,7 @@
 use crate::cmd::config::{ChatBackendKind, Settings};
 use anyhow::Context;
 use rcjobs_chat::RequestGate;
-use rcjobs_rocketchat::{
-    Auth, RequestObserver, RocketChatBackend, RocketChatClient, RocketChatConfig, Secret,
-};
+use rcjobs_rocketchat::{Auth, RequestObserver, RocketChatClient, RocketChatConfig, Secret};
 use rcjobs_sim::{RateLimit, Seed, SeedBot, SeedUser, SimConfig, SimHandle, Snapshot};
 use rcjobs_worker::wiring::{ChatConnection, ChatObserver};
 use serde::Serialize;
@@ -231,19 +229,6 @@ impl ChatServer {
             b = b.gate(g);
         }
         b.build().context("building the Rocket.Chat client")
-    }
-
-    /// A Rocket.Chat backend (the handlers' view of the server) on a fresh client of the
-    /// harness's own, for its comparisons.
-    pub async fn backend(
-        &self,
-        observer: Arc<CallCounter>,
-        gate: Option<Arc<dyn RequestGate>>,
-    ) -> anyhow::Result<RocketChatBackend> {
-        let client = self.client(observer, gate)?;
-        RocketChatBackend::connect(client)
-            .await
-            .context("connecting to the chat server")
     }
 
     /// Stops the simulator (a real server is left alone).

@@ -10,6 +10,7 @@
 pub mod changes;
 pub mod chat;
 pub mod compare;
+pub mod matrix;
 pub mod new_activity;
 pub mod plugin;
 pub mod postgres;

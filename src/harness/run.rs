@@ -8,9 +8,10 @@ use super::site::Site;
 use super::workers::{self, WorkerOptions, WorkerSet};
 use crate::cmd::config::Settings;
 use anyhow::Context;
+use rcjobs_chat::{ChatBackend, OpenGate};
 use rcjobs_moodle::fixture::FixtureSpec;
 use rcjobs_moodle::triggers::TriggerMode;
-use rcjobs_rocketchat::RocketChatBackend;
+use rcjobs_worker::wiring::ChatConnection;
 use rcjobs_worker::{SyncState, UsernameMapping};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
@@ -45,6 +46,9 @@ pub struct SetupOptions {
     /// Workers x concurrency the run will start, to check the budget before the site is
     /// generated (the pools are sized again when the workers start).
     pub workers: Option<(usize, usize)>,
+    /// A chat server found by the caller (the Matrix homeserver of `target/synapse/env`),
+    /// used instead of what the settings name.
+    pub chat: Option<ChatConnection>,
 }
 
 impl Default for SetupOptions {
@@ -55,6 +59,7 @@ impl Default for SetupOptions {
             replace_flag: None,
             max_connections: workers::DEFAULT_CONNECTION_CAP,
             workers: None,
+            chat: None,
         }
     }
 }
@@ -75,7 +80,7 @@ pub struct Run {
     /// Desired vs actual.
     pub comparator: Comparator,
     /// For comparisons against a real server (`None` with the simulator).
-    compare_backend: Option<RocketChatBackend>,
+    compare_backend: Option<Arc<dyn ChatBackend>>,
     workers: Option<WorkerSet>,
     progress: bool,
     database: String,
@@ -131,20 +136,29 @@ impl Run {
             .iter()
             .filter_map(|u| mapping.map(u).ok())
             .collect();
-        let chat = ChatServer::start(settings, &usernames, &spec.sim).await?;
+        let chat = match &opts.chat {
+            Some(connection) => ChatServer::External {
+                connection: connection.clone(),
+            },
+            None => ChatServer::start(settings, &usernames, &spec.sim).await?,
+        };
         let calls = Arc::new(CallCounter::default());
-        let (compare_backend, bot) = match &chat {
-            ChatServer::Sim(_) => (None, SIM_BOT.to_owned()),
-            ChatServer::External { .. } => {
-                // Its calls are not the workers': keep them out of the run's counts.
-                let b = chat.backend(Arc::new(CallCounter::default()), None).await?;
-                let bot = rcjobs_chat::ChatBackend::bot_username(&b).to_owned();
-                (Some(b), bot)
+        let (compare_backend, bot, backend_name) = match &chat {
+            ChatServer::Sim(_) => (None, SIM_BOT.to_owned(), "rocketchat"),
+            ChatServer::External { connection } => {
+                // Its calls are not the workers': keep them out of the run's counts, and
+                // out of the workers' shared rate budget.
+                let b = connection
+                    .connect(Arc::new(OpenGate), Arc::new(CallCounter::default()))
+                    .await
+                    .with_context(|| format!("connecting to the {}", chat.describe()))?;
+                let bot = b.bot_username().to_owned();
+                (Some(b), bot, connection.backend_name())
             }
         };
         let comparator = Comparator::new(
             site.moodle.clone(),
-            SyncState::new(pool.clone()),
+            SyncState::for_backend(pool.clone(), backend_name),
             mapping,
             &bot,
         );
@@ -241,10 +255,7 @@ impl Run {
     /// Compares once.
     pub async fn compare(&self, truths: &mut [RoomTruth]) -> anyhow::Result<Mismatches> {
         self.comparator.resolve_rooms(truths).await?;
-        let backend = self
-            .compare_backend
-            .as_ref()
-            .map(|b| b as &dyn rcjobs_chat::ChatBackend);
+        let backend = self.compare_backend.as_deref();
         let rooms = self
             .comparator
             .chat_rooms(&self.chat, backend, truths)
