@@ -194,7 +194,7 @@ async fn delete_bin_item(env: &Env, binid: i64) {
 async fn step(env: &Env, what: &str) {
     let started = std::time::Instant::now();
     loop {
-        drain(&env).await;
+        drain(env).await;
         let left: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM rcjobs.job WHERE attempt > 0
                 OR (kind <> 'reconcile_all' AND coalesce(payload->>'periodic', 'false') <> 'true')",
@@ -495,7 +495,7 @@ async fn bin_course(env: &Env, course: i64, parked: i64) -> i64 {
     .fetch_one(p)
     .await
     .unwrap();
-    drain(&env).await;
+    drain(env).await;
     for a in activities(env, course).await {
         assert_eq!(
             rooms(env).get(&env_room(env, a.cmid).await).map(|r| r.0),
