@@ -72,7 +72,7 @@ async fn course_truth(env: &Env, course: i64) -> BTreeMap<String, bool> {
 
 /// The declared room's chat members and archived flag, after the queue drained.
 async fn room_state(env: &Env, key: i64) -> (String, BTreeMap<String, bool>, bool) {
-    drain(&env).await;
+    drain(env).await;
     let Some(id) = env.room_id(key).await else {
         env.dump().await;
         panic!("room {key} has no chat room");
