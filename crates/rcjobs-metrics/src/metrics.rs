@@ -140,6 +140,7 @@ struct Inner {
     db_pool_size: IntGaugeVec,
     db_pool_idle: IntGaugeVec,
     db_pool_max: IntGaugeVec,
+    capture_outbox_rows: IntGauge,
 }
 
 /// Registers collectors and remembers the series names they expose.
@@ -346,6 +347,13 @@ impl Metrics {
             "Configured maximum connections of a database pool.",
             &["pool"],
         )?;
+        let capture_outbox_rows = b.add(
+            IntGauge::new(
+                "rcjobs_capture_outbox_rows",
+                "Rows waiting in the trigger set's capture outbox in the Moodle database (global: every worker reports the same value; a row may hold a whole statement's changes).",
+            )?,
+            false,
+        )?;
 
         build_info
             .with_label_values(&[config.version.as_str(), config.revision.as_str()])
@@ -392,6 +400,7 @@ impl Metrics {
                 db_pool_size,
                 db_pool_idle,
                 db_pool_max,
+                capture_outbox_rows,
             }),
         };
         metrics.init_membership();
@@ -493,6 +502,12 @@ impl Metrics {
         self.inner
             .worker_concurrency
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Rows waiting in the capture outbox (sampled from the Moodle database): work captured
+    /// from Moodle that is not a job yet. Stuck above 0, the relay is not running.
+    pub fn set_capture_outbox_rows(&self, rows: i64) {
+        self.inner.capture_outbox_rows.set(rows);
     }
 
     /// Whether this process is draining (shutdown signal received, finishing running jobs).

@@ -208,6 +208,14 @@ impl WorkerStack {
             rcjobs_moodle::outbox::DEFAULT_INTERVAL,
             stop.clone(),
         )));
+        if let Some(m) = self.metrics.clone() {
+            tasks.push(tokio::spawn(run_outbox_sampler(
+                self.moodle_pool.clone(),
+                self.engine.moodle.prefix().clone(),
+                m,
+                stop.clone(),
+            )));
+        }
         if let Some(m) = self.metrics {
             tasks.push(tokio::spawn(run_stats_sampler(
                 self.pool.clone(),
@@ -223,6 +231,25 @@ impl WorkerStack {
             let _ = t.await;
         }
         result
+    }
+}
+
+/// Copies the capture outbox's backlog into the metrics every 5 s until `stop` (one count of
+/// a table the relay keeps near empty).
+async fn run_outbox_sampler(
+    moodle: PgPool,
+    prefix: rcjobs_moodle::Prefix,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Ok(n) = rcjobs_moodle::outbox::pending(&moodle, &prefix).await {
+            metrics.set_capture_outbox_rows(n);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = stop.cancelled() => return,
+        }
     }
 }
 
