@@ -1,6 +1,7 @@
--- Plugin mode: mod_rocketchat's adhoc tasks become rcjobs jobs in the same transaction.
--- customdata is reduced to ids (no user rows, no password hashes). If anything fails, the row
--- is let through unchanged so Moodle's cron still runs it: nothing is lost.
+-- Plugin mode: mod_rocketchat's adhoc tasks become rcjobs jobs: in the same transaction the
+-- job goes to the capture outbox (triggers_common.sql), which the workers relay into the
+-- queue. customdata is reduced to ids (no user rows, no password hashes). If anything fails,
+-- the row is let through unchanged so Moodle's cron still runs it: nothing is lost.
 CREATE OR REPLACE FUNCTION {schema}.{prefix}rcjobs_task_adhoc()
 RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
