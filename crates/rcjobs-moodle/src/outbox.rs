@@ -159,7 +159,8 @@ impl Lane {
 
 /// Relays at most `batch` rows of `lane` of `prefix`'s outbox from `moodle` into the queue
 /// at `queue` (the same pool when the queue lives in the Moodle database). See the module
-/// docs.
+/// docs. It holds a `moodle` connection while it enqueues through `queue`: one pool for both
+/// needs at least two connections.
 pub async fn relay_once(
     moodle: &PgPool,
     queue: &PgPool,
