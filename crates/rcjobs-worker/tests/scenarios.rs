@@ -345,6 +345,29 @@ async fn lifecycle(backend: Backend) {
         "module role did not make {name} moderator"
     );
 
+    // 7b. Role at category level: an editing teacher of the course's category moderates
+    //     every room of its courses they are enrolled in.
+    let (u, name) = some_member(&env, a, false, 5).await;
+    let (catctx, cat): (i64, i64) =
+        sqlx::query_as(sql("SELECT cc.id, cc.instanceid FROM {p}context c
+           JOIN {p}context cc ON cc.contextlevel = 40 AND c.path LIKE cc.path || '/%'
+          WHERE c.contextlevel = 50 AND c.instanceid = $1"))
+        .bind(ca)
+        .fetch_one(&p)
+        .await
+        .unwrap();
+    sqlx::query(sql("INSERT INTO {p}role_assignments (roleid, contextid, userid, timemodified, modifierid, component, itemid, sortorder)
+                     VALUES ($1, $2, $3, 0, 2, '', 0, 0)"))
+        .bind(teacher).bind(catctx).bind(u).execute(&p).await.unwrap();
+    env.enqueue_raw("enrol_role_assign", json!({"userid": u, "roleid": teacher,
+                                                "context": {"contextlevel": 40, "id": catctx, "instanceid": cat}})).await;
+    step_on(&env, &chat, "category-level role").await;
+    assert_eq!(
+        env.truth(a).await.get(&name),
+        Some(&true),
+        "category role did not make {name} moderator"
+    );
+
     // 8. An enrolment window closes: no event at all; the periodic reconcile catches it.
     let (u, _) = some_member(&env, a, false, 6).await;
     sqlx::query(sql("UPDATE {p}user_enrolments SET timeend = $3 WHERE userid = $1 AND enrolid IN (SELECT id FROM {p}enrol WHERE courseid = $2)"))

@@ -270,6 +270,14 @@ impl Engine {
         let (mut room, rec) = self
             .step_resolve(&r, job, create_if_gone, &settings.naming)
             .await?;
+        // A bin item can land while its module still looks live (deleted without the
+        // asynchronous flag, or the bin row committed first): a sync then (the periodic one)
+        // must not undo the trash; the restore or purge of the item decides.
+        if rec.state == RoomState::Trashed && room.archived {
+            return Ok(format!(
+                "course module {cmid}'s room is in the recycle bin: left archived"
+            ));
+        }
         if let Flow::Stop(summary) = self.step_visibility(&r, job, &mut room).await? {
             return Ok(summary);
         }
