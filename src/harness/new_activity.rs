@@ -215,15 +215,19 @@ async fn pending_of(run: &Run, kinds: &[&str]) -> anyhow::Result<(i64, i64)> {
     let queued = "SELECT kind FROM rcjobs.job
                    WHERE state = 'running' OR (state IN ('ready', 'blocked') AND run_at <= now())";
     let sql = match outbox {
-        // A row is one job, or (statement-level capture) every job of one statement in a
-        // `jobs` array; read through to_jsonb so that either shape of the table works.
+        // A row is one job, or (statement-level capture, kind `rcjobs:<table>:ins|del`) the
+        // captured rows of one statement in `jobs`, each of which the relay turns into the
+        // job its table's row trigger used to enqueue (triggers_change_capture.sql).
         Some(_) => format!(
             "SELECT count(*) FILTER (WHERE kind = ANY($1)), count(*) FROM ({queued}
                UNION ALL
-               SELECT x->>'kind' FROM {} o
+               SELECT CASE WHEN o.kind LIKE 'rcjobs:user\\_enrolments:%' THEN 'enrolment'
+                           WHEN o.kind = 'rcjobs:role_assignments:ins' THEN 'enrol_role_assign'
+                           WHEN o.kind = 'rcjobs:role_assignments:del' THEN 'enrol_role_unassign'
+                           ELSE o.kind END
+                 FROM {} o
                 CROSS JOIN LATERAL jsonb_array_elements(
-                  CASE WHEN jsonb_typeof(to_jsonb(o)->'jobs') = 'array' THEN to_jsonb(o)->'jobs'
-                       ELSE jsonb_build_array(to_jsonb(o)) END) AS x) AS p",
+                  CASE WHEN jsonb_typeof(o.jobs) = 'array' THEN o.jobs ELSE '[null]'::jsonb END) AS x) AS p",
             prefix.apply("{prefix}rcjobs_outbox")
         ),
         None => {
