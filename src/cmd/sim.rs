@@ -164,14 +164,6 @@ mod tests {
         let seed = seed_with_bot(rcjobs_sim::Seed::default(), &a);
         assert_eq!(seed.bot.user_id, "rcjobs-bot");
         assert_eq!(seed.bot.token, "simulator-token");
-        assert_eq!(
-            a.grant,
-            [
-                "create-user",
-                "unarchive-room",
-                "edit-room-retention-policy",
-                "clean-channel-history"
-            ]
-        );
+        assert_eq!(a.grant, crate::harness::chat::BOT_GRANTS);
     }
 }

@@ -15,6 +15,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// What docs/handlers.md asks of the bot beyond Rocket.Chat's stock `bot` role, granted to the
+/// simulator's bot in the demo and the benchmarks (and `rcjobs sim`'s default `--grant`):
+/// account creation, unarchiving, retention, course resets.
+pub const BOT_GRANTS: &[&str] = &[
+    "create-user",
+    "unarchive-room",
+    "edit-room-retention-policy",
+    "clean-channel-history",
+];
+
 /// The bot's username on the simulator.
 pub const SIM_BOT: &str = "rcjobs.bot";
 
@@ -156,11 +166,15 @@ impl ChatServer {
             seed: Seed { bot, users },
             ..SimConfig::default()
         };
-        Ok(ChatServer::Sim(
-            rcjobs_sim::spawn(cfg)
-                .await
-                .context("starting the simulator")?,
-        ))
+        let sim = rcjobs_sim::spawn(cfg)
+            .await
+            .context("starting the simulator")?;
+        if !opts.limited_bot {
+            for permission in BOT_GRANTS {
+                sim.grant_permission("bot", permission);
+            }
+        }
+        Ok(ChatServer::Sim(sim))
     }
 
     /// The simulator, when the run uses one.
